@@ -1,0 +1,163 @@
+"""Inference instances and the node catalogues their ComfyUI servers offer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from database.job_states import ACTIVE_STATUSES
+from database.models import InferenceInstance, NodeCatalogue
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+def catalogue_hash(object_info: dict[str, Any]) -> str:
+    canonical = json.dumps(object_info, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FreeSlots:
+    instance_id: uuid.UUID
+    address: str
+    catalogue_hash: str
+    free: int
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    id: uuid.UUID
+    address: str
+    capacity: int
+    catalogue_hash: str | None
+    comfyui_version: str | None = None
+    system_stats: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
+
+
+class FleetRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def put_catalogue(self, object_info: dict[str, Any]) -> str:
+        """Store a catalogue once per content. A new one also makes the pending jobs it can run
+        routable to it (capability routing keys on catalogue hashes)."""
+        digest = catalogue_hash(object_info)
+        stmt = (
+            insert(NodeCatalogue)
+            .values(hash=digest, object_info=object_info, node_classes=sorted(object_info))
+            .on_conflict_do_nothing()
+            .returning(NodeCatalogue.hash)
+        )
+        if await self.session.scalar(stmt) is not None:
+            await self.session.execute(
+                text(
+                    "UPDATE jobs SET runnable_on = array_append(runnable_on, CAST(:hash AS text)) "
+                    "WHERE status = 'pending' AND NOT (CAST(:hash AS text) = ANY(runnable_on)) "
+                    "AND required_nodes <@ (SELECT node_classes FROM node_catalogues WHERE hash = :hash)"
+                ),
+                {"hash": digest},
+            )
+        return digest
+
+    async def catalogues_running(self, required_nodes: list[str]) -> list[str]:
+        """Hashes of the known catalogues (of registered instances) that offer every required class."""
+        stmt = select(NodeCatalogue.hash).where(
+            NodeCatalogue.node_classes.contains(sorted(set(required_nodes))),
+            NodeCatalogue.hash.in_(select(InferenceInstance.catalogue_hash)),
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def live_catalogues(self) -> list[NodeCatalogue]:
+        """Catalogues of live instances (the node library ingest shows)."""
+        stmt = select(NodeCatalogue).where(
+            NodeCatalogue.hash.in_(
+                select(InferenceInstance.catalogue_hash).where(InferenceInstance.status == "live")
+            )
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def register(self, reg: Registration) -> InferenceInstance:
+        values = {
+            "address": reg.address,
+            "capacity": reg.capacity,
+            "catalogue_hash": reg.catalogue_hash,
+            "comfyui_version": reg.comfyui_version,
+            "system_stats": reg.system_stats,
+            "features": reg.features,
+            "status": "live",
+            "healthy": True,
+            "last_heartbeat_at": func.now(),
+        }
+        stmt = insert(InferenceInstance).values(id=reg.id, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=values).returning(InferenceInstance)
+        instance = await self.session.scalar(stmt)
+        assert instance is not None
+        return instance
+
+    async def heartbeat(self, instance_id: uuid.UUID, *, healthy: bool) -> bool:
+        """False when the instance is unknown or was marked lost: it must register again."""
+        stmt = (
+            update(InferenceInstance)
+            .where(InferenceInstance.id == instance_id, InferenceInstance.status != "lost")
+            .values(last_heartbeat_at=func.now(), healthy=healthy)
+            .returning(InferenceInstance.id)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def mark_lost(self, stale_after: timedelta) -> list[uuid.UUID]:
+        stmt = (
+            update(InferenceInstance)
+            .where(
+                InferenceInstance.status == "live",
+                InferenceInstance.last_heartbeat_at < func.now() - stale_after,
+            )
+            .values(status="lost")
+            .returning(InferenceInstance.id)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def set_status(self, instance_id: uuid.UUID, status: str) -> None:
+        await self.session.execute(
+            update(InferenceInstance).where(InferenceInstance.id == instance_id).values(status=status)
+        )
+
+    async def list(self) -> list[tuple[InferenceInstance, int]]:
+        """Every instance with its number of active jobs."""
+        active = (
+            select(text("instance_id"), func.count().label("n"))
+            .select_from(text("jobs"))
+            .where(text("status = ANY(:active)"))
+            .group_by(text("instance_id"))
+            .subquery()
+        )
+        stmt = (
+            select(InferenceInstance, func.coalesce(active.c.n, 0))
+            .outerjoin(active, active.c.instance_id == InferenceInstance.id)
+            .order_by(InferenceInstance.registered_at)
+        )
+        rows = await self.session.execute(stmt, {"active": _ACTIVE})
+        return [(r[0], r[1]) for r in rows]
+
+    async def free_slots(self) -> list[FreeSlots]:
+        """Live, healthy instances with spare capacity."""
+        rows = await self.session.execute(
+            text(
+                "SELECT i.id, i.address, i.catalogue_hash, i.capacity - coalesce(a.n, 0) AS free "
+                "FROM inference_instances i "
+                "LEFT JOIN (SELECT instance_id, count(*) AS n FROM jobs WHERE status = ANY(:active) "
+                "           GROUP BY instance_id) a ON a.instance_id = i.id "
+                "WHERE i.status = 'live' AND i.healthy AND i.catalogue_hash IS NOT NULL "
+                "AND i.capacity > coalesce(a.n, 0)"
+            ),
+            {"active": _ACTIVE},
+        )
+        return [FreeSlots(r.id, r.address, r.catalogue_hash, r.free) for r in rows]

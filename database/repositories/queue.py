@@ -1,0 +1,107 @@
+"""The dispatch queue: claiming, leases and deadlines (named SQL in database/sql/queue.sql).
+
+These are the set-based status changes; each pair below is checked against the state machine's table
+at import, so the queue cannot move a job along an edge that `database.job_states` forbids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from database.job_states import JobStatus as S
+from database.job_states import is_allowed
+from database.sql import load_queries
+
+QUERIES = load_queries("queue.sql")
+
+QUEUE_EDGES = {
+    "claim_jobs": [(S.PENDING, S.ASSIGNED)],
+    "expire_leases": [
+        (S.ASSIGNED, S.PENDING),
+        (S.IN_PROGRESS, S.PENDING),
+        (S.ASSIGNED, S.ERROR),
+        (S.IN_PROGRESS, S.ERROR),
+        (S.CANCELLING, S.CANCELLED),
+    ],
+    "execution_timeouts": [(S.ASSIGNED, S.TIMEOUT), (S.IN_PROGRESS, S.TIMEOUT)],
+    "queue_timeouts": [(S.PENDING, S.TIMEOUT)],
+}
+for _name, _edges in QUEUE_EDGES.items():
+    for _source, _target in _edges:
+        assert is_allowed(_source, _target), f"{_name}: {_source} -> {_target} is not a legal transition"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    instance_id: uuid.UUID
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: S
+    lost_instance_id: uuid.UUID | None
+    attempts: int
+
+
+class QueueRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_jobs(
+        self,
+        *,
+        catalogue: str,
+        slots: Sequence[uuid.UUID],
+        default_user_limit: int,
+        lease_seconds: float,
+        execution_timeout: float,
+    ) -> list[ClaimedJob]:
+        """Claim and assign up to len(slots) jobs; `slots` lists one instance id per free slot."""
+        if not slots:
+            return []
+        rows = await self.session.execute(
+            text(QUERIES["claim_jobs"]),
+            {
+                "catalogue": catalogue,
+                "slots": list(slots),
+                "default_limit": default_user_limit,
+                "lease_seconds": lease_seconds,
+                "execution_timeout": execution_timeout,
+            },
+        )
+        return [ClaimedJob(r.id, r.user_id, r.instance_id, r.attempts) for r in rows]
+
+    async def renew_leases(
+        self, instance_id: uuid.UUID, job_ids: Sequence[uuid.UUID], lease_seconds: float
+    ) -> dict[uuid.UUID, S]:
+        """Renew; returns the status of each job the instance still holds (others are lost to it)."""
+        rows = await self.session.execute(
+            text(QUERIES["renew_leases"]),
+            {"instance_id": instance_id, "job_ids": list(job_ids), "lease_seconds": lease_seconds},
+        )
+        return {r.id: S(r.status) for r in rows}
+
+    async def expire_leases(self, batch: int = 500) -> list[ExpiredLease]:
+        rows = await self.session.execute(text(QUERIES["expire_leases"]), {"batch": batch})
+        return [ExpiredLease(r.id, r.user_id, S(r.status), r.lost_instance_id, r.attempts) for r in rows]
+
+    async def execution_timeouts(
+        self, batch: int = 500
+    ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]:
+        """(job, user, instance) of each running job that passed its deadline, now set to timeout."""
+        rows = await self.session.execute(text(QUERIES["execution_timeouts"]), {"batch": batch})
+        return [(r.id, r.user_id, r.instance_id) for r in rows]
+
+    async def queue_timeouts(self, batch: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        rows = await self.session.execute(text(QUERIES["queue_timeouts"]), {"batch": batch})
+        return [(r.id, r.user_id) for r in rows]

@@ -1,0 +1,150 @@
+"""What jobs produce and consume: named files, output items, file relationships, history entries.
+Writes are idempotent, so a retried upload or report never duplicates rows."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from database.models import File, FileRelationship, History, Job, Output
+
+
+@dataclass(slots=True)
+class FileSpec:
+    user_id: uuid.UUID
+    type: str
+    subfolder: str
+    filename: str
+    content_hash: str
+    size: int
+    content_type: str
+    storage_key: str
+    job_id: uuid.UUID | None = None
+
+
+class ResultRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def put_file(self, spec: FileSpec, *, overwrite: bool = True) -> File:
+        """Name content for a user; an existing name is repointed (overwrite) or kept as it is."""
+        values = {k: getattr(spec, k) for k in FileSpec.__slots__}
+        stmt = insert(File).values(id=uuid.uuid4(), **values)
+        keys = ["user_id", "type", "subfolder", "filename"]
+        if overwrite:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys,
+                set_={
+                    "content_hash": stmt.excluded.content_hash,
+                    "size": stmt.excluded.size,
+                    "content_type": stmt.excluded.content_type,
+                    "storage_key": stmt.excluded.storage_key,
+                    "job_id": stmt.excluded.job_id,
+                    "created_at": func.now(),
+                },
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        await self.session.execute(stmt)
+        file = await self.get_file(spec.user_id, spec.type, spec.subfolder, spec.filename)
+        assert file is not None
+        return file
+
+    async def get_file(self, user_id: uuid.UUID, type_: str, subfolder: str, filename: str) -> File | None:
+        stmt = select(File).where(
+            File.user_id == user_id,
+            File.type == type_,
+            File.subfolder == subfolder,
+            File.filename == filename,
+        )
+        return await self.session.scalar(stmt)
+
+    async def file_names(self, user_id: uuid.UUID, type_: str, subfolder: str = "") -> list[str]:
+        """Names in one of the user's folders, newest first."""
+        stmt = (
+            select(File.filename)
+            .where(File.user_id == user_id, File.type == type_, File.subfolder == subfolder)
+            .order_by(File.created_at.desc())
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def record_output(
+        self,
+        *,
+        job_id: uuid.UUID,
+        user_id: uuid.UUID,
+        node_id: str,
+        output_key: str,
+        index: int,
+        item: dict[str, Any],
+        file_id: uuid.UUID | None,
+    ) -> None:
+        stmt = (
+            insert(Output)
+            .values(
+                id=uuid.uuid4(),
+                job_id=job_id,
+                user_id=user_id,
+                node_id=node_id,
+                output_key=output_key,
+                index=index,
+                item=item,
+                file_id=file_id,
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "node_id", "output_key", "index"])
+        )
+        await self.session.execute(stmt)
+        if file_id is not None:
+            await self.link_file(job_id, file_id, "output")
+
+    async def link_file(self, job_id: uuid.UUID, file_id: uuid.UUID, relation: str) -> None:
+        stmt = (
+            insert(FileRelationship)
+            .values(job_id=job_id, file_id=file_id, relation=relation)
+            .on_conflict_do_nothing()
+        )
+        await self.session.execute(stmt)
+
+    async def outputs_of(self, job_id: uuid.UUID) -> list[Output]:
+        stmt = (
+            select(Output)
+            .where(Output.job_id == job_id)
+            .order_by(Output.node_id, Output.output_key, Output.index)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def save_history(
+        self,
+        *,
+        job_id: uuid.UUID,
+        user_id: uuid.UUID,
+        outputs: dict[str, Any],
+        status: dict[str, Any],
+        meta: dict[str, Any],
+        output_types: list[str] | None = None,
+    ) -> None:
+        """Write (or rewrite) the history entry of a job, and the output kinds used by filters."""
+        stmt = insert(History).values(
+            job_id=job_id, user_id=user_id, outputs=outputs, status=status, meta=meta
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["job_id"],
+            set_={"outputs": outputs, "status": status, "meta": meta, "updated_at": func.now()},
+        )
+        await self.session.execute(stmt)
+        if output_types is not None:
+            await self.session.execute(
+                text("UPDATE jobs SET output_types = :types WHERE id = :id"),
+                {"types": sorted(output_types), "id": job_id},
+            )
+
+    async def history_of(self, job_id: uuid.UUID) -> History | None:
+        return await self.session.get(History, job_id)
+
+    async def job_owner(self, job_id: uuid.UUID) -> uuid.UUID | None:
+        return await self.session.scalar(select(Job.user_id).where(Job.id == job_id))
