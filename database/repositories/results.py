@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,18 +51,26 @@ class ResultRepository:
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         await self.session.execute(stmt)
-        file = await self.get_file(spec.user_id, spec.type, spec.subfolder, spec.filename)
+        # populate_existing: the upsert bypassed the ORM, so a File already in the session is stale.
+        file = await self.session.scalar(
+            self._file_query(spec.user_id, spec.type, spec.subfolder, spec.filename).execution_options(
+                populate_existing=True
+            )
+        )
         assert file is not None
         return file
 
     async def get_file(self, user_id: uuid.UUID, type_: str, subfolder: str, filename: str) -> File | None:
-        stmt = select(File).where(
+        return await self.session.scalar(self._file_query(user_id, type_, subfolder, filename))
+
+    @staticmethod
+    def _file_query(user_id: uuid.UUID, type_: str, subfolder: str, filename: str) -> Select[tuple[File]]:
+        return select(File).where(
             File.user_id == user_id,
             File.type == type_,
             File.subfolder == subfolder,
             File.filename == filename,
         )
-        return await self.session.scalar(stmt)
 
     async def file_names(self, user_id: uuid.UUID, type_: str, subfolder: str = "") -> list[str]:
         """Names in one of the user's folders, newest first."""

@@ -1,0 +1,229 @@
+"""Job creation, scoping, listing, history paging; idempotent outputs; API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from database.engine import Database
+from database.job_states import JobStatus, transition
+from database.repositories.jobs import DuplicateJob, JobFilter, JobRepository, NewJob
+from database.repositories.results import FileSpec, ResultRepository
+from database.repositories.users import UserRepository
+from tests.database.helpers import PROMPT, make_catalogue, make_jobs, make_user
+
+
+async def _finish(db: Database, job_id: uuid.UUID, status: JobStatus, outputs: dict | None = None) -> None:
+    async with db.session() as s:
+        await transition(s, job_id, JobStatus.ASSIGNED)
+        await transition(s, job_id, JobStatus.IN_PROGRESS)
+        await transition(s, job_id, status)
+        user = await ResultRepository(s).job_owner(job_id)
+        assert user is not None
+        await ResultRepository(s).save_history(
+            job_id=job_id,
+            user_id=user,
+            outputs=outputs or {},
+            status={"status_str": "success"},
+            meta={},
+            output_types=["image"] if outputs else [],
+        )
+
+
+async def test_repeated_prompt_id_is_refused_for_owner_and_stranger(db: Database) -> None:
+    owner, stranger = await make_user(db), await make_user(db)
+    job_id = uuid.uuid4()
+    async with db.session() as s:
+        await JobRepository(s).create(NewJob(id=job_id, user_id=owner, prompt=PROMPT))
+    for user in (owner, stranger):
+        with pytest.raises(DuplicateJob):
+            async with db.session() as s:
+                await JobRepository(s).create(NewJob(id=job_id, user_id=user, prompt={"x": 1}))
+    async with db.session() as s:
+        assert await s.scalar(text("SELECT count(*) FROM jobs")) == 1
+        job = await JobRepository(s).get(owner, job_id)
+        assert job is not None and job.prompt == PROMPT  # the original is untouched
+
+
+async def test_concurrent_duplicate_submissions_store_one_job(db: Database) -> None:
+    user = await make_user(db)
+    job_id = uuid.uuid4()
+
+    async def submit() -> bool:
+        try:
+            async with db.session() as s:
+                await JobRepository(s).create(NewJob(id=job_id, user_id=user, prompt=PROMPT))
+            return True
+        except DuplicateJob:
+            return False
+
+    assert sorted(await asyncio.gather(*(submit() for _ in range(6)))) == [False] * 5 + [True]
+
+
+async def test_numbers_increase_and_explicit_number_is_kept(db: Database) -> None:
+    user = await make_user(db)
+    async with db.session() as s:
+        repo = JobRepository(s)
+        a = await repo.create(NewJob(id=uuid.uuid4(), user_id=user, prompt=PROMPT))
+        b = await repo.create(NewJob(id=uuid.uuid4(), user_id=user, prompt=PROMPT))
+        c = await repo.create(NewJob(id=uuid.uuid4(), user_id=user, prompt=PROMPT, number=5.0))
+    assert b.number > a.number and c.number == 5.0
+
+
+async def test_jobs_are_invisible_to_other_users(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    owner, other = await make_user(db), await make_user(db)
+    [job_id] = await make_jobs(db, owner, 1, catalogue)
+    async with db.session() as s:
+        repo = JobRepository(s)
+        assert await repo.get(other, job_id) is None
+        assert await repo.get_with_history(other, job_id) is None
+        assert (await repo.list(other, JobFilter()))[1] == 0
+        assert await repo.queue_remaining(other) == 0
+        assert await repo.pending_ids(other, [job_id]) == []
+        assert await repo.hide_from_history(other, [job_id]) == 0
+
+
+async def test_list_filters_sorts_and_pages(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    user = await make_user(db)
+    ids = await make_jobs(db, user, 6, catalogue, workflow_id="wf-1")
+    await make_jobs(db, user, 2, catalogue, workflow_id="wf-2")
+    await _finish(db, ids[0], JobStatus.COMPLETED, {"9": {"images": [{"filename": "a.png"}]}})
+    await _finish(db, ids[1], JobStatus.ERROR)
+    async with db.session() as s:
+        repo = JobRepository(s)
+        page, total = await repo.list(user, JobFilter(limit=3, offset=0))
+        assert total == 8 and len(page) == 3
+        newest_first = [j.job.created_at for j in page]
+        assert newest_first == sorted(newest_first, reverse=True)
+        rest, _ = await repo.list(user, JobFilter(limit=10, offset=3))
+        assert len(rest) == 5 and not {j.job.id for j in page} & {j.job.id for j in rest}
+        done, total = await repo.list(user, JobFilter(statuses={JobStatus.COMPLETED, JobStatus.ERROR}))
+        assert total == 2 and {j.job.id for j in done} == {ids[0], ids[1]}
+        assert done[0].history is not None
+        wf2, total = await repo.list(user, JobFilter(workflow_id="wf-2"))
+        assert total == 2 and all(j.job.workflow_id == "wf-2" for j in wf2)
+        images, total = await repo.list(user, JobFilter(output_types={"image"}))
+        assert total == 1 and images[0].job.id == ids[0]
+        by_duration, _ = await repo.list(
+            user, JobFilter(statuses={JobStatus.COMPLETED, JobStatus.ERROR}, sort_by="execution_duration")
+        )
+        assert len(by_duration) == 2
+
+
+async def test_list_uses_an_index_not_a_scan_of_all_jobs(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    user = await make_user(db)
+    await make_jobs(db, user, 5, catalogue)
+    async with db.session() as s:
+        await s.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            r[0]
+            for r in await s.execute(
+                text(
+                    "EXPLAIN SELECT * FROM jobs WHERE user_id = :u AND deleted_at IS NULL "
+                    "ORDER BY created_at DESC LIMIT 20"
+                ),
+                {"u": user},
+            )
+        )
+    assert "ix_jobs_user_created" in plan
+
+
+async def test_history_page_follows_comfyui_paging(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    user = await make_user(db)
+    ids = await make_jobs(db, user, 4, catalogue)
+    for job_id in ids:
+        await _finish(db, job_id, JobStatus.COMPLETED)
+    async with db.session() as s:
+        repo = JobRepository(s)
+        assert [e.job.id for e in await repo.history_page(user, max_items=2, offset=None)] == ids[2:]
+        assert [e.job.id for e in await repo.history_page(user, max_items=1, offset=0)] == ids[:1]
+        assert len(await repo.history_page(user, max_items=None, offset=None)) == 4
+        assert await repo.hide_from_history(user, [ids[0]]) == 1
+        assert len(await repo.history_page(user, max_items=None, offset=None)) == 3
+        assert await repo.get(user, ids[0]) is None
+
+
+async def test_recording_an_output_twice_keeps_one_row(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    user = await make_user(db)
+    [job_id] = await make_jobs(db, user, 1, catalogue)
+    spec = FileSpec(
+        user_id=user,
+        type="output",
+        subfolder="",
+        filename="x_1234abcd.png",
+        content_hash="ab" * 32,
+        size=10,
+        content_type="image/png",
+        storage_key="sha256/ab/abab",
+        job_id=job_id,
+    )
+    for _ in range(3):  # a retried upload
+        async with db.session() as s:
+            repo = ResultRepository(s)
+            file = await repo.put_file(spec)
+            await repo.record_output(
+                job_id=job_id,
+                user_id=user,
+                node_id="9",
+                output_key="images",
+                index=0,
+                item={"filename": spec.filename, "subfolder": "", "type": "output"},
+                file_id=file.id,
+            )
+    async with db.session() as s:
+        counts = [
+            await s.scalar(text(f"SELECT count(*) FROM {t}"))
+            for t in ("files", "outputs", "file_relationships")
+        ]
+        assert counts == [1, 1, 1]
+        assert len(await ResultRepository(s).outputs_of(job_id)) == 1
+        assert await ResultRepository(s).get_file(uuid.uuid4(), "output", "", spec.filename) is None
+
+
+async def test_upload_without_overwrite_keeps_the_first_content(db: Database) -> None:
+    user = await make_user(db)
+    base = dict(user_id=user, type="input", subfolder="", filename="a.png", size=1, content_type="image/png")
+    async with db.session() as s:
+        repo = ResultRepository(s)
+        await repo.put_file(FileSpec(**base, content_hash="1" * 64, storage_key="k1"))
+        kept = await repo.put_file(FileSpec(**base, content_hash="2" * 64, storage_key="k2"), overwrite=False)
+        assert kept.content_hash == "1" * 64
+        replaced = await repo.put_file(FileSpec(**base, content_hash="2" * 64, storage_key="k2"))
+        assert replaced.content_hash == "2" * 64
+        assert await repo.file_names(user, "input") == ["a.png"]
+
+
+async def test_api_keys_authenticate_until_revoked(db: Database) -> None:
+    async with db.session() as s:
+        users = UserRepository(s)
+        alice = await users.get_or_create("alice")
+        assert (await users.get_or_create("alice")).id == alice.id
+        created = await users.create_api_key(alice.id, name="laptop")
+    assert created.key.startswith("cc_") and len(created.key) > 40
+    async with db.session() as s:
+        users = UserRepository(s)
+        found = await users.get_by_api_key(created.key)
+        assert found is not None and found.id == alice.id
+        assert await users.get_by_api_key(created.key + "x") is None
+        stored = await s.scalar(
+            text("SELECT count(*) FROM api_keys WHERE key_hash = :k"), {"k": created.key.encode()}
+        )
+        assert stored == 0  # only the hash is stored
+        assert await users.revoke_api_key(alice.id, created.id)
+        assert await users.get_by_api_key(created.key) is None
+
+
+async def test_firebase_user_is_created_once(db: Database) -> None:
+    async with db.session() as s:
+        first = await UserRepository(s).get_or_create_firebase("uid-1", "a@example.com", "A")
+    async with db.session() as s:
+        again = await UserRepository(s).get_or_create_firebase("uid-1", "a@example.com", "A")
+    assert first.id == again.id and first.email == "a@example.com"
