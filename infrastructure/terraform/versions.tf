@@ -1,0 +1,12 @@
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    google = { source = "hashicorp/google", version = ">= 5.30" }
+    random = { source = "hashicorp/random", version = ">= 3.6" }
+  }
+}
+
+provider "google" {
+  project = var.project
+  region  = var.region
+}
