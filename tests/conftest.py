@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,11 +34,8 @@ def postgres_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="ccpg", dir="/tmp"))
-    try:
-        yield embedded_postgres.start(data_dir)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with embedded_postgres.temporary() as server_url:
+        yield server_url
 
 
 async def _admin(url: str, sql: str) -> None:
