@@ -5,6 +5,7 @@ A bad value stops the service with a message naming the variable, rather than fa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
@@ -18,7 +19,8 @@ class CommonSettings(BaseSettings):
 
     database_url: str = Field(description="PostgreSQL URL (postgresql://user:pass@host:port/db)")
     storage_url: str = Field(
-        default="file://./.comfy-cloud/storage",
+        # Absolute: a relative file URL would change meaning with the working directory.
+        default_factory=lambda: (Path(".comfy-cloud") / "storage").resolve().as_uri(),
         description="file:///abs/dir for local files, gs://bucket/prefix for Google Cloud Storage",
     )
     broadcast_url: str | None = Field(

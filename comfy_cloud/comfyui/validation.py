@@ -129,7 +129,7 @@ def _check_number(number: object) -> None:
     # ComfyUI computes float(number) first and answers 500 when that fails.
     try:
         float(number)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _invalid_prompt("number must be a number", f"number is {_json_type(number)}") from None
 
 

@@ -86,6 +86,10 @@ class JobRepository:
             raise DuplicateJob(f"prompt_id {new.id} was already submitted")
         return job
 
+    async def next_number(self) -> int:
+        """Take the next queue number (ComfyUI's counter), e.g. to queue a job in front as -number."""
+        return int(await self.session.scalar(text("SELECT nextval('job_number_seq')")))
+
     async def get(
         self, user_id: uuid.UUID, job_id: uuid.UUID, *, include_deleted: bool = False
     ) -> Job | None:

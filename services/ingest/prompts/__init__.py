@@ -1,0 +1,1 @@
+"""POST /prompt and GET /prompt: submitting jobs."""

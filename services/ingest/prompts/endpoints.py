@@ -1,0 +1,56 @@
+"""POST /prompt, GET /prompt (bare and /api)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.ingest.auth.dependencies import CurrentUser
+from services.ingest.body import read_json
+from services.ingest.errors import PromptRoute
+from services.ingest.prompts import service
+from services.ingest.prompts.schemas import PromptQueueInfo, PromptRequest, PromptResponse
+from services.ingest.routing import add_both
+from services.ingest.schemas import UNAUTHORIZED, PromptErrorResponse, json_body_doc
+from services.ingest.state import State
+
+router = APIRouter(route_class=PromptRoute, tags=["prompt"])
+
+
+async def post_prompt(request: Request, user: CurrentUser, state: State) -> JSONResponse:
+    """Queue a prompt (ComfyUI's body). Validated against the node catalogues of the live instances;
+    partner credentials in extra_data are sealed; a repeated prompt_id is refused."""
+    body = await read_json(request, state.settings.max_json_body, empty=None)
+    usage_source = request.headers.get("comfy-usage-source")
+    submitted = await service.submit(state, user, body, usage_source)
+    return JSONResponse(
+        {
+            "prompt_id": str(submitted.prompt_id),
+            "number": submitted.number,
+            "node_errors": submitted.node_errors,
+        }
+    )
+
+
+async def get_prompt(user: CurrentUser, state: State) -> JSONResponse:
+    """The caller's running plus pending jobs."""
+    remaining = await service.queue_remaining(state, user)
+    return JSONResponse({"exec_info": {"queue_remaining": remaining}})
+
+
+_ERRORS = {
+    **UNAUTHORIZED,
+    400: {"model": PromptErrorResponse, "description": "Invalid prompt or body (ComfyUI's error shape)"},
+    413: {"model": PromptErrorResponse, "description": "Body too large"},
+    503: {"model": PromptErrorResponse, "description": "Credentials cannot be sealed"},
+}
+add_both(
+    router,
+    "/prompt",
+    post_prompt,
+    "POST",
+    response_model=PromptResponse,
+    responses=_ERRORS,
+    openapi_extra=json_body_doc(PromptRequest),
+)
+add_both(router, "/prompt", get_prompt, "GET", response_model=PromptQueueInfo, responses=UNAUTHORIZED)

@@ -1,0 +1,1 @@
+"""GET/POST /queue and POST /interrupt."""

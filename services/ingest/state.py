@@ -1,0 +1,76 @@
+"""What the ingest routes share: the resources created by the app's lifespan, and request dependencies."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from comfy_cloud.broadcast.base import Broadcaster
+from comfy_cloud.broadcast.events import JOB_STATUS, JobEvent
+from comfy_cloud.secrets import Sealer
+from comfy_cloud.storage import Storage
+from database.engine import Database
+from services.ingest.auth.service import Authenticator
+from services.ingest.catalogues import CatalogueCache
+from services.ingest.config import IngestSettings
+
+if TYPE_CHECKING:
+    from comfy_cloud.clients.dispatcher import DispatcherClient
+    from services.ingest.ws.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestState:
+    settings: IngestSettings
+    database: Database
+    broadcaster: Broadcaster
+    catalogues: CatalogueCache
+    dispatcher: DispatcherClient
+    authenticator: Authenticator
+    hub: Hub
+    sealer: Sealer | None
+    storage: Storage | None = None  # None when STORAGE_URL cannot be opened (file routes answer 503)
+
+    async def publish_status(self, user_id: uuid.UUID, jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
+        """Tell every ingest replica that these jobs changed state (`cc.job_status`). Best effort: the
+        database already holds the truth, events only make sockets learn it sooner."""
+        events = [
+            JobEvent(user_id=str(user_id), job_id=str(job_id), type=JOB_STATUS, data={"status": status})
+            for job_id, status in jobs
+        ]
+        if not events:
+            return
+        try:
+            await self.broadcaster.publish(events)
+        except Exception:
+            log.warning("could not publish %d job status event(s)", len(events), exc_info=True)
+
+
+def get_state(connection: HTTPConnection) -> IngestState:
+    return connection.app.state.ingest
+
+
+State = Annotated[IngestState, Depends(get_state)]
+
+
+async def db_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    async with get_state(connection).database.session() as session:
+        yield session
+
+
+# Committed when the endpoint returns, before the response is sent (scope="function").
+DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+def ms(moment: Any) -> int | None:
+    """A datetime as epoch milliseconds (the unit of every ComfyUI timestamp)."""
+    return None if moment is None else int(moment.timestamp() * 1000)

@@ -1,0 +1,203 @@
+"""The process's one broadcaster subscription, fanned out to every socket of each event's owner.
+
+Events are routed by `user_id` only: every socket of the job's owner receives them, whatever its
+clientId (client ids are chosen by clients and prove nothing); no other user's socket ever does. Each
+event becomes ComfyUI's wire format once per variant (JSON text, binary preview type 1 or 4, progress
+text type 3) and is queued on each socket's outbox, so a slow socket only ever delays itself.
+`status` (ComfyUI's, relayed from a worker, or our `cc.job_status`) is rewritten with the owner's own
+queue count, computed once per event for all of that user's sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from comfy_cloud.broadcast.base import Broadcaster
+from comfy_cloud.broadcast.events import JOB_STATUS, PREVIEW, PROGRESS_TEXT, JobEvent
+from comfy_cloud.broadcast.subscription import SubscriptionOverflow
+from comfy_cloud.comfyui.frames import encode_preview, encode_preview_with_metadata, encode_progress_text
+from database.job_states import TERMINAL_STATUSES
+from services.ingest.ws.client import GOING_AWAY_CODE, Client
+from services.ingest.ws.outbox import PREVIEW_RANK, PROGRESS_RANK, Frame
+
+log = logging.getLogger(__name__)
+
+QueueCounter = Callable[[uuid.UUID], Awaitable[int]]
+_PROGRESS_TYPES = frozenset({"progress", "progress_state"})
+_END_TYPES = frozenset({"execution_success", "execution_error", "execution_interrupted"})
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+MAX_TRACKED_JOBS = 100_000
+
+
+class RunningNodes:
+    """The node each running job executes now, for the `executing` replay on connect."""
+
+    def __init__(self) -> None:
+        self._nodes: OrderedDict[str, tuple[uuid.UUID, str]] = OrderedDict()
+
+    def observe(self, user_id: uuid.UUID, event: JobEvent) -> None:
+        if event.type == "executing":
+            node = event.data.get("display_node") or event.data.get("node")
+            if node is None:
+                self._nodes.pop(event.job_id, None)
+            else:
+                self._nodes[event.job_id] = (user_id, str(node))
+                self._nodes.move_to_end(event.job_id)
+                while len(self._nodes) > MAX_TRACKED_JOBS:
+                    self._nodes.popitem(last=False)
+        elif event.type in _END_TYPES or (event.type == JOB_STATUS and event.data.get("status") in _TERMINAL):
+            self._nodes.pop(event.job_id, None)
+
+    def of_user(self, user_id: uuid.UUID, active: set[str]) -> list[str]:
+        """Nodes of the user's jobs that are still active (stale entries are forgotten)."""
+        nodes = []
+        for job_id, (owner, node) in list(self._nodes.items()):
+            if owner != user_id:
+                continue
+            if job_id in active:
+                nodes.append(node)
+            else:
+                del self._nodes[job_id]
+        return nodes
+
+
+class _Variants:
+    """The wire forms of one event, each built at most once however many sockets receive it."""
+
+    def __init__(self, event: JobEvent, count: Callable[[], asyncio.Future[int]]) -> None:
+        self.event = event
+        self._count = count
+        self._cache: dict[str, Frame | None] = {}
+
+    def for_client(self, client: Client) -> Frame | None:
+        kind = self.event.type
+        if kind == PREVIEW:
+            key = "preview4" if client.supports_preview_metadata else "preview1"
+        else:
+            key = kind
+        if key not in self._cache:
+            self._cache[key] = self._build(key)
+        return self._cache[key]
+
+    def _build(self, key: str) -> Frame | None:
+        event = self.event
+        if key in ("status", JOB_STATUS):
+            return Frame(status=self._count())
+        if key == "preview4":
+            metadata = dict(event.data)  # ComfyUI's metadata, in its key order
+            metadata.setdefault("prompt_id", event.job_id)
+            metadata.setdefault("image_type", "image/jpeg")
+            return Frame(data=encode_preview_with_metadata(event.blob or b"", metadata), rank=PREVIEW_RANK)
+        if key == "preview1":
+            image_type = str(event.data.get("image_type") or "image/jpeg")
+            return Frame(data=encode_preview(event.blob or b"", image_type), rank=PREVIEW_RANK)
+        if key == PROGRESS_TEXT:
+            text = (event.blob or b"").decode("utf-8", errors="replace")
+            return Frame(
+                data=encode_progress_text(str(event.data.get("node_id", "")), text), rank=PROGRESS_RANK
+            )
+        if key.startswith("cc."):
+            return None  # internal notices never reach clients
+        rank = PROGRESS_RANK if key in _PROGRESS_TYPES else None
+        return Frame(text=json.dumps({"type": key, "data": event.data}), rank=rank)
+
+
+class Hub:
+    def __init__(self, broadcaster: Broadcaster, count_queue: QueueCounter) -> None:
+        self.broadcaster = broadcaster
+        self.count_queue = count_queue
+        self.running = RunningNodes()
+        self._clients: dict[uuid.UUID, set[Client]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0  # events that reached at least one socket (tests, metrics)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        subscription = self.broadcaster.subscribe()  # subscribed before start() returns: no gap
+        self._task = asyncio.create_task(self._consume(subscription), name="ws-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for clients in list(self._clients.values()):
+            for client in list(clients):
+                client.close_code = GOING_AWAY_CODE
+                client.stuck.set()  # ends the socket's handler
+
+    async def _consume(self, subscription: object) -> None:
+        while True:
+            try:
+                async with subscription:  # type: ignore[attr-defined]
+                    async for event in subscription:  # type: ignore[attr-defined]
+                        self.dispatch(event)
+                        # A burst arrives without suspending: let the socket writers drain as we go.
+                        await asyncio.sleep(0)
+                return  # the broadcaster closed: shutting down
+            except SubscriptionOverflow:
+                # Events were lost: subscribe again and let every socket re-learn its queue count.
+                log.warning("the WebSocket hub fell behind the broadcaster; resubscribing")
+                subscription = self.broadcaster.subscribe()
+                for user_id in list(self._clients):
+                    self.dispatch(JobEvent(user_id=str(user_id), job_id="", type=JOB_STATUS))
+            except Exception:
+                log.exception("the WebSocket hub's subscription failed; resubscribing")
+                await asyncio.sleep(1.0)
+                subscription = self.broadcaster.subscribe()
+
+    # -- sockets -------------------------------------------------------------------------------------
+
+    def register(self, client: Client) -> None:
+        self._clients.setdefault(client.user_id, set()).add(client)
+
+    def unregister(self, client: Client) -> None:
+        clients = self._clients.get(client.user_id)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self._clients[client.user_id]
+
+    def sockets_of(self, user_id: uuid.UUID) -> int:
+        return len(self._clients.get(user_id, ()))
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def dispatch(self, event: JobEvent) -> None:
+        try:
+            user_id = uuid.UUID(event.user_id)
+        except (ValueError, TypeError, AttributeError):
+            log.warning("dropping a job event without a valid user id (type %s)", event.type)
+            return
+        self.running.observe(user_id, event)
+        clients = self._clients.get(user_id)
+        if not clients:
+            return
+        count: asyncio.Future[int] | None = None
+
+        def shared_count() -> asyncio.Future[int]:
+            nonlocal count
+            if count is None:
+                count = asyncio.ensure_future(self.count_queue(user_id))
+                count.add_done_callback(_consume_exception)
+            return count
+
+        variants = _Variants(event, shared_count)
+        for client in list(clients):
+            frame = variants.for_client(client)
+            if frame is not None:
+                client.offer(frame)
+        self.delivered += 1
+
+
+def _consume_exception(future: asyncio.Future[int]) -> None:
+    # Sockets that take the count log its failure; this only keeps asyncio from warning when none did.
+    if not future.cancelled():
+        future.exception()
