@@ -1,0 +1,314 @@
+"""The job's record: its status changes, history entry and outputs, then the news of them.
+
+The final status change carries this instance's id as a guard and commits in one transaction with the
+history and output rows: either the job ends with its whole record, or (the lease was lost and the
+job re-queued or taken by another instance) nothing is written and the report is refused. Only after
+the commit are the closing events and `cc.job_status` published and the dispatcher nudged.
+
+Outcome -> status: success -> completed (error if an output could not be stored); execution_error ->
+error; interrupted -> cancelled (cancel), timeout (deadline), error (interrupted by someone else);
+vanished -> pending while attempts remain (the dispatcher runs it again), else error.
+A job the dispatcher already ended (timeout, cancelled) while it still names this instance keeps that
+status but gets the history of what ComfyUI did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from comfy_cloud.comfyui.jobs import output_media_types
+from database.engine import Database
+from database.job_states import ACTIVE_STATUSES, InvalidJobTransition, JobStatus, transition
+from database.repositories.jobs import JobRepository
+from database.repositories.results import ResultRepository
+from services.inference.comfyui.socket import Message
+from services.inference.names import FileRef
+from services.inference.outputs import OutputRecord, OutputStore
+from services.inference.relay import EventRelay, Redactor
+from services.inference.tracking import Outcome, OutcomeKind, now_ms
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_ERROR = {
+    "type": "execution_timeout",
+    "message": "The job ran past its execution deadline and was interrupted.",
+}
+
+
+class LateReport(Exception):
+    """The job is no longer this instance's; what it would report is refused."""
+
+
+class Nudger(Protocol):
+    async def nudge(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: JobStatus
+    prompt: dict[str, Any]
+    extra_data: dict[str, Any]
+    sealed_secrets: bytes | None
+    attempts: int
+    max_attempts: int
+    execution_deadline_at: datetime | None
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    outputs: dict[str, Any]
+    status: dict[str, Any]
+    meta: dict[str, Any]
+    records: list[OutputRecord] = field(default_factory=list)
+
+    @property
+    def output_types(self) -> list[str]:
+        return sorted(output_media_types(self.outputs))
+
+
+def error_payload(
+    prompt_id: str,
+    *,
+    message: str,
+    exception_type: str,
+    node_id: str | None = None,
+    node_type: str | None = None,
+) -> dict[str, Any]:
+    """An `execution_error` message of ComfyUI's shape, for failures ComfyUI did not report itself."""
+    return {
+        "prompt_id": prompt_id,
+        "node_id": node_id,
+        "node_type": node_type,
+        "executed": [],
+        "exception_message": message,
+        "exception_type": exception_type,
+        "traceback": [],
+        "current_inputs": {},
+        "current_outputs": [],
+        "timestamp": now_ms(),
+    }
+
+
+def failed_history(messages: list[list[Any]]) -> HistoryRow:
+    return HistoryRow({}, {"status_str": "error", "completed": False, "messages": messages}, {})
+
+
+def closing_events(prompt_id: str, terminal: str, payload: dict[str, Any]) -> list[Message]:
+    return [Message(terminal, payload), Message("executing", {"node": None, "prompt_id": prompt_id})]
+
+
+def _job_error(payload: dict[str, Any]) -> dict[str, Any]:
+    """jobs.error for a ComfyUI `execution_error` (the whole payload stays in history)."""
+    return {
+        "type": "execution_error",
+        "message": str(payload.get("exception_message") or "").strip() or "The workflow failed.",
+        "node_id": payload.get("node_id"),
+        "node_type": payload.get("node_type"),
+        "exception_type": payload.get("exception_type"),
+    }
+
+
+class Reporter:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        relay: EventRelay,
+        job: JobSnapshot,
+        instance_id: uuid.UUID,
+        dispatcher: Nudger | None,
+        redact: Redactor,
+    ) -> None:
+        self._db = db
+        self._relay = relay
+        self._job = job
+        self._instance_id = instance_id
+        self._dispatcher = dispatcher
+        self._redact = redact
+        self.started = False
+        self.final: JobStatus | None = None
+
+    # -- start -------------------------------------------------------------------------------------
+
+    async def mark_started(self) -> JobStatus | None:
+        """assigned -> in_progress once ComfyUI runs the job. Returns the job's status (cancelling:
+        interrupt it), or None when the job is no longer this instance's."""
+        async with self._db.session() as session:
+            try:
+                await self._to_in_progress(session)
+            except InvalidJobTransition:
+                return await self._holding_status(session)
+        self.started = True
+        self._relay.add_status(JobStatus.IN_PROGRESS.value)
+        return JobStatus.IN_PROGRESS
+
+    async def _to_in_progress(self, session: AsyncSession) -> None:
+        await transition(
+            session,
+            self._job.id,
+            JobStatus.IN_PROGRESS,
+            expected={JobStatus.ASSIGNED},
+            instance_id=self._instance_id,
+        )
+
+    async def _holding_status(self, session: AsyncSession) -> JobStatus | None:
+        job = await JobRepository(session).get_unscoped(self._job.id)
+        if job is None or job.instance_id != self._instance_id or job.status not in ACTIVE_STATUSES:
+            return None
+        self.started = self.started or job.status == JobStatus.IN_PROGRESS
+        return JobStatus(job.status)
+
+    # -- the end -----------------------------------------------------------------------------------
+
+    async def report(self, outcome: Outcome, *, reason: str | None, outputs: OutputStore) -> None:
+        if outcome.kind is OutcomeKind.ABANDONED:
+            log.info("job abandoned: %s", outcome.detail)
+            return
+        if outcome.kind is OutcomeKind.VANISHED:
+            await self.give_back(outcome.detail)
+            return
+        entry = outcome.history or {}
+        raw_outputs = entry.get("outputs") or {}
+        await outputs.store(raw_outputs)  # anything the `executed` events did not bring
+        status = dict(entry.get("status") or {"status_str": "error", "completed": False, "messages": []})
+        closing = list(outcome.closing)
+        target, error = self._target(outcome, reason)
+        failed = outputs.failed_in(raw_outputs)
+        if target is JobStatus.COMPLETED and failed:
+            target, error = JobStatus.ERROR, self._storage_failure(failed, status, closing)
+        history = HistoryRow(
+            outputs=outputs.rewrite(raw_outputs),
+            status=self._redact(status),
+            meta=entry.get("meta") or {},
+            records=outputs.records(raw_outputs),
+        )
+        final = await self._commit(target, error, history)
+        await self._announce(final, closing)
+
+    def _target(self, outcome: Outcome, reason: str | None) -> tuple[JobStatus, dict[str, Any] | None]:
+        if outcome.kind is OutcomeKind.SUCCESS:
+            return JobStatus.COMPLETED, None
+        if outcome.kind is OutcomeKind.ERROR:
+            payload = outcome.closing[0].data if outcome.closing else {}
+            return JobStatus.ERROR, self._redact(_job_error(payload))
+        if reason == "timeout":
+            return JobStatus.TIMEOUT, TIMEOUT_ERROR
+        if reason == "cancel":
+            return JobStatus.CANCELLED, None
+        # Interrupted by someone else (ComfyUI's own UI or API); a pending cancel still wins below.
+        return JobStatus.ERROR, {"type": "interrupted", "message": "The job was interrupted on its worker."}
+
+    def _storage_failure(
+        self, failed: list[FileRef], status: dict[str, Any], closing: list[Message]
+    ) -> dict[str, Any]:
+        """Turn a success whose outputs could not all be stored into a failure, everywhere."""
+        names = ", ".join(ref.filename for ref in failed)
+        message = f"Some outputs could not be stored: {names}"
+        payload = error_payload(str(self._job.id), message=message, exception_type="OutputStorageError")
+        status.update(status_str="error", completed=False)
+        status["messages"] = [m for m in status.get("messages") or [] if m[0] != "execution_success"]
+        status["messages"].append(["execution_error", payload])
+        if closing:
+            closing[0] = Message("execution_error", payload)
+        return {"type": "output_storage_failed", "message": message}
+
+    async def give_back(self, detail: str) -> None:
+        """ComfyUI lost the job: back to the queue while attempts remain, else an error."""
+        job = self._job
+        if job.attempts < job.max_attempts:
+            final = await self._commit(JobStatus.PENDING, None, None)
+            closing: list[Message] = []
+        else:
+            message = f"The job's worker failed {job.attempts} times; giving up. Last: {detail}"
+            payload = error_payload(str(job.id), message=message, exception_type="WorkerLost")
+            history = failed_history([["execution_error", payload]])
+            final = await self._commit(JobStatus.ERROR, {"type": "worker_lost", "message": message}, history)
+            closing = closing_events(str(job.id), "execution_error", payload)
+        log.warning("job given back as %s: %s", final.value, detail)
+        await self._announce(final, closing)
+
+    async def end_before_run(
+        self, target: JobStatus, error: dict[str, Any] | None, terminal: str, payload: dict[str, Any]
+    ) -> None:
+        """End a job ComfyUI never ran (missing input, rejected prompt, cancelled early)."""
+        history = failed_history([[terminal, self._redact(payload)]])
+        final = await self._commit(target, error, history)
+        await self._announce(final, closing_events(str(self._job.id), terminal, payload))
+
+    # -- the transaction ---------------------------------------------------------------------------
+
+    async def _commit(
+        self, target: JobStatus, error: dict[str, Any] | None, history: HistoryRow | None
+    ) -> JobStatus:
+        async with self._db.session() as session:
+            if target is JobStatus.COMPLETED and not self.started:
+                # ComfyUI ran it but we never saw it start (lost socket): assigned -> in_progress first.
+                with contextlib.suppress(InvalidJobTransition):
+                    await self._to_in_progress(session)
+            final = await self._transition(session, target, error)
+            if history is not None:
+                await self._write_history(session, history)
+        self.final = final
+        return final
+
+    async def _transition(
+        self, session: AsyncSession, target: JobStatus, error: dict[str, Any] | None
+    ) -> JobStatus:
+        job_id, me = self._job.id, self._instance_id
+        try:
+            return (await transition(session, job_id, target, instance_id=me, error=error)).status
+        except InvalidJobTransition as exc:
+            current = exc.current
+        if current is JobStatus.CANCELLING and target is not JobStatus.COMPLETED:
+            # A cancel was pending: whatever stopped the job, the owner asked for cancelled.
+            return (await transition(session, job_id, JobStatus.CANCELLED, instance_id=me)).status
+        job = await JobRepository(session).get_unscoped(job_id)
+        ended_by_dispatcher = current in (JobStatus.TIMEOUT, JobStatus.CANCELLED)
+        if (
+            ended_by_dispatcher
+            and target is not JobStatus.COMPLETED
+            and job is not None
+            and job.instance_id == me
+        ):
+            assert current is not None
+            return current
+        raise LateReport(f"job is {current.value if current else 'gone'}; not moving it to {target.value}")
+
+    async def _write_history(self, session: AsyncSession, history: HistoryRow) -> None:
+        results = ResultRepository(session)
+        job = self._job
+        for record in history.records:
+            await results.record_output(
+                job_id=job.id,
+                user_id=job.user_id,
+                node_id=record.node_id,
+                output_key=record.output_key,
+                index=record.index,
+                item=record.item,
+                file_id=record.file_id,
+            )
+        await results.save_history(
+            job_id=job.id,
+            user_id=job.user_id,
+            outputs=history.outputs,
+            status=history.status,
+            meta=history.meta,
+            output_types=history.output_types,
+        )
+
+    async def _announce(self, final: JobStatus, closing: list[Message]) -> None:
+        for message in closing:
+            self._relay.add_message(message)
+        self._relay.add_status(final.value)
+        await self._relay.flush()
+        if self._dispatcher is not None:
+            await self._dispatcher.nudge()
