@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,9 +15,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.job_states import ACTIVE_STATUSES
-from database.models import InferenceInstance, NodeCatalogue
+from database.models import InferenceInstance, Job, NodeCatalogue
+from database.sql import load_queries
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+QUERIES = load_queries("fleet.sql")
 
 
 def catalogue_hash(object_info: dict[str, Any]) -> str:
@@ -58,15 +61,24 @@ class FleetRepository:
             .returning(NodeCatalogue.hash)
         )
         if await self.session.scalar(stmt) is not None:
-            await self.session.execute(
-                text(
-                    "UPDATE jobs SET runnable_on = array_append(runnable_on, CAST(:hash AS text)) "
-                    "WHERE status = 'pending' AND NOT (CAST(:hash AS text) = ANY(runnable_on)) "
-                    "AND required_nodes <@ (SELECT node_classes FROM node_catalogues WHERE hash = :hash)"
-                ),
-                {"hash": digest},
-            )
+            await self.make_routable(digest)
         return digest
+
+    async def make_routable(self, digest: str) -> int:
+        """Add a stored catalogue to `runnable_on` of every pending job it can run; how many changed."""
+        result = await self.session.execute(text(QUERIES["make_routable"]), {"hash": digest})
+        return result.rowcount  # type: ignore[attr-defined]
+
+    async def catalogue_exists(self, digest: str) -> bool:
+        stmt = select(NodeCatalogue.hash).where(NodeCatalogue.hash == digest)
+        return await self.session.scalar(stmt) is not None
+
+    async def catalogue_in_use(self, digest: str, *, besides: uuid.UUID) -> bool:
+        """Whether an instance other than `besides` was ever registered with this catalogue."""
+        stmt = select(InferenceInstance.id).where(
+            InferenceInstance.catalogue_hash == digest, InferenceInstance.id != besides
+        )
+        return await self.session.scalar(stmt.limit(1)) is not None
 
     async def catalogues_running(self, required_nodes: list[str]) -> list[str]:
         """Hashes of the known catalogues (of registered instances) that offer every required class."""
@@ -125,6 +137,32 @@ class FleetRepository:
         )
         return list(await self.session.scalars(stmt))
 
+    async def mark_unhealthy(self, instance_ids: Sequence[uuid.UUID]) -> None:
+        """No more work for these until their next heartbeat says they are healthy."""
+        if instance_ids:
+            await self.session.execute(
+                update(InferenceInstance)
+                .where(InferenceInstance.id.in_(list(instance_ids)))
+                .values(healthy=False)
+            )
+
+    async def addresses(self, instance_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+        ids = list(set(instance_ids))
+        if not ids:
+            return {}
+        stmt = select(InferenceInstance.id, InferenceInstance.address).where(InferenceInstance.id.in_(ids))
+        return {r.id: r.address for r in await self.session.execute(stmt)}
+
+    async def lock_free_slots(self) -> list[FreeSlots]:
+        """Free slots of the instances this transaction now holds (row locks, until it ends); instances
+        another transaction holds are skipped. Claims for these slots made in the same transaction
+        cannot overfill them, whatever other dispatchers do."""
+        ids = list(await self.session.scalars(text(QUERIES["lock_free_instances"])))
+        if not ids:
+            return []
+        rows = await self.session.execute(text(QUERIES["free_slots_of"]), {"ids": ids})
+        return [FreeSlots(r.id, r.address, r.catalogue_hash, r.free) for r in rows]
+
     async def set_status(self, instance_id: uuid.UUID, status: str) -> None:
         await self.session.execute(
             update(InferenceInstance).where(InferenceInstance.id == instance_id).values(status=status)
@@ -132,19 +170,16 @@ class FleetRepository:
 
     async def list(self) -> list[tuple[InferenceInstance, int]]:
         """Every instance with its number of active jobs."""
+        # Counted per instance through ix_jobs_active_by_instance (a text() column list in a subquery
+        # has no named columns to join on).
         active = (
-            select(text("instance_id"), func.count().label("n"))
-            .select_from(text("jobs"))
-            .where(text("status = ANY(:active)"))
-            .group_by(text("instance_id"))
-            .subquery()
+            select(func.count())
+            .select_from(Job)
+            .where(Job.instance_id == InferenceInstance.id, Job.status.in_(_ACTIVE))
+            .scalar_subquery()
         )
-        stmt = (
-            select(InferenceInstance, func.coalesce(active.c.n, 0))
-            .outerjoin(active, active.c.instance_id == InferenceInstance.id)
-            .order_by(InferenceInstance.registered_at)
-        )
-        rows = await self.session.execute(stmt, {"active": _ACTIVE})
+        stmt = select(InferenceInstance, active).order_by(InferenceInstance.registered_at)
+        rows = await self.session.execute(stmt)
         return [(r[0], r[1]) for r in rows]
 
     async def free_slots(self) -> list[FreeSlots]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,7 @@ QUEUE_EDGES = {
     ],
     "execution_timeouts": [(S.ASSIGNED, S.TIMEOUT), (S.IN_PROGRESS, S.TIMEOUT)],
     "queue_timeouts": [(S.PENDING, S.TIMEOUT)],
+    "return_unstarted": [(S.ASSIGNED, S.PENDING)],
 }
 for _name, _edges in QUEUE_EDGES.items():
     for _source, _target in _edges:
@@ -42,6 +44,8 @@ class ClaimedJob:
     user_id: uuid.UUID
     instance_id: uuid.UUID
     attempts: int
+    created_at: datetime | None = None
+    assigned_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,9 @@ class QueueRepository:
                 "execution_timeout": execution_timeout,
             },
         )
-        return [ClaimedJob(r.id, r.user_id, r.instance_id, r.attempts) for r in rows]
+        return [
+            ClaimedJob(r.id, r.user_id, r.instance_id, r.attempts, r.created_at, r.assigned_at) for r in rows
+        ]
 
     async def renew_leases(
         self, instance_id: uuid.UUID, job_ids: Sequence[uuid.UUID], lease_seconds: float
@@ -91,9 +97,37 @@ class QueueRepository:
         )
         return {r.id: S(r.status) for r in rows}
 
-    async def expire_leases(self, batch: int = 500) -> list[ExpiredLease]:
-        rows = await self.session.execute(text(QUERIES["expire_leases"]), {"batch": batch})
+    async def expire_leases(self, batch: int = 500, max_attempts: int | None = None) -> list[ExpiredLease]:
+        """`max_attempts` caps each job's own limit (None: the job's limit alone)."""
+        rows = await self.session.execute(
+            text(QUERIES["expire_leases"]), {"batch": batch, "max_attempts": max_attempts}
+        )
         return [ExpiredLease(r.id, r.user_id, S(r.status), r.lost_instance_id, r.attempts) for r in rows]
+
+    async def end_leases_of(self, instance_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """End the leases of every job the given (lost) instances hold; expire_leases does the rest."""
+        if not instance_ids:
+            return []
+        rows = await self.session.execute(
+            text(QUERIES["end_leases_of"]), {"instance_ids": list(instance_ids)}
+        )
+        return [r.id for r in rows]
+
+    async def return_unstarted(
+        self, job_id: uuid.UUID, instance_id: uuid.UUID, attempt: int
+    ) -> uuid.UUID | None:
+        """Undo a claim whose hand-off never reached the instance; the owner's id, or None when the
+        job has moved on since (cancelled, or claimed again)."""
+        row = (
+            await self.session.execute(
+                text(QUERIES["return_unstarted"]),
+                {"job_id": job_id, "instance_id": instance_id, "attempt": attempt},
+            )
+        ).first()
+        return row.user_id if row else None
+
+    async def has_pending(self) -> bool:
+        return bool(await self.session.scalar(text(QUERIES["has_pending"])))
 
     async def execution_timeouts(
         self, batch: int = 500
@@ -102,6 +136,12 @@ class QueueRepository:
         rows = await self.session.execute(text(QUERIES["execution_timeouts"]), {"batch": batch})
         return [(r.id, r.user_id, r.instance_id) for r in rows]
 
-    async def queue_timeouts(self, batch: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        rows = await self.session.execute(text(QUERIES["queue_timeouts"]), {"batch": batch})
+    async def queue_timeouts(
+        self, batch: int = 500, max_wait: float | None = None
+    ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(job, user) of each pending job past its queue deadline or waiting longer than `max_wait`
+        seconds since submission, now set to timeout."""
+        rows = await self.session.execute(
+            text(QUERIES["queue_timeouts"]), {"batch": batch, "max_wait": max_wait}
+        )
         return [(r.id, r.user_id) for r in rows]

@@ -1,0 +1,1 @@
+"""The queue as the other services see it: scheduling nudges, cancels, and queue statistics."""
