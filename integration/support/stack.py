@@ -47,6 +47,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (plan() numbers simulators and workers upwards)."""
+    for _attempt in range(50):
+        first = free_port()
+        if first + count < 65535 and all(_is_free(first + i) for i in range(1, count)):
+            return first
+    raise RuntimeError(f"no block of {count} free ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass
 class Service:
     name: str
@@ -82,13 +100,11 @@ def running_stack(
             data_dir=data_dir,
             ingest_port=free_port(),
             dispatcher_port=free_port(),
-            inference_port=free_port(),
+            inference_port=free_port_block(sim_workers),
             simulate=True,
             sim_workers=sim_workers,
-            sim_port=free_port(),
+            sim_port=free_port_block(sim_workers),
         )
-        if sim_workers > 1:  # plan() numbers further ports upwards from these
-            raise ValueError("one simulator only: further ports are not checked for being free")
         stack = Stack(
             ingest_url=f"http://127.0.0.1:{options.ingest_port}",
             dispatcher_url=f"http://127.0.0.1:{options.dispatcher_port}",
