@@ -33,7 +33,7 @@ async def collect(subscription: Subscription, count: int, within: float = 20.0) 
 async def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
     """Poll state that has no event to wait on (a reconnect seen from outside)."""
     async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
+        while not condition():
             await asyncio.sleep(0.01)
 
 
@@ -161,7 +161,7 @@ async def test_cleanup_deletes_old_payloads(make_broadcaster: Any, database_url:
         )
         remaining = "SELECT count(*) FROM broadcast_payloads WHERE id = ANY($1::bigint[])"
         async with asyncio.timeout(10):
-            while await conn.fetchval(remaining, list(new)):  # noqa: ASYNC110
+            while await conn.fetchval(remaining, list(new)):
                 await asyncio.sleep(0.05)
     finally:
         await conn.close()

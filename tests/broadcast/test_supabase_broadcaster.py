@@ -33,7 +33,7 @@ async def collect(subscription: Subscription, count: int, within: float = 20.0) 
 async def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
     """Poll state that has no event to wait on (a reconnect seen from outside)."""
     async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
+        while not condition():
             await asyncio.sleep(0.01)
 
 

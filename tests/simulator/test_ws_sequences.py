@@ -299,7 +299,7 @@ async def test_no_client_id_interrupt_0_33(sim: SimulatorServer, http: httpx.Asy
 async def _wait_unregistered(http: httpx.AsyncClient, sid: str) -> None:
     async def poll() -> None:
         # The server's registry is not observable from a client: poll the simulator's stats.
-        while sid in (await http.get("/_sim/stats")).json()["registered_sids"]:  # noqa: ASYNC110
+        while sid in (await http.get("/_sim/stats")).json()["registered_sids"]:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), 10)
