@@ -101,7 +101,13 @@ class Reaper:
             log.warning("instance %s missed its heartbeats: marked lost", instance_id)
             m.lost_instances.inc()
         for lease in reaped.expired:
-            log.warning("job %s lost its lease on attempt %d: now %s", lease.id, lease.attempts, lease.status)
+            log.warning(
+                "job %s lost its lease on attempt %d: now %s",
+                lease.id,
+                lease.attempts,
+                lease.status,
+                extra={"job_id": str(lease.id)},
+            )
             if lease.status is JobStatus.PENDING:
                 m.retried.inc()
             elif lease.status is JobStatus.ERROR:
@@ -131,4 +137,11 @@ async def interrupt(
     try:
         await inference.interrupt(address, job_id, reason)
     except AppError as exc:
-        log.warning("could not interrupt job %s (%s) on %s: %s", job_id, reason, address, exc)
+        log.warning(
+            "could not interrupt job %s (%s) on %s: %s",
+            job_id,
+            reason,
+            address,
+            exc,
+            extra={"job_id": str(job_id)},
+        )

@@ -162,13 +162,18 @@ class Scheduler:
         except InstanceFull:
             result = HandOff.FULL
         except Unreachable as exc:
-            log.warning("hand-off of job %s failed: %s", job.id, exc)
+            log.warning("hand-off of job %s failed: %s", job.id, exc, extra={"job_id": str(job.id)})
             result = HandOff.UNREACHABLE
         except UpstreamRejected as exc:
-            log.warning("hand-off of job %s refused: %s", job.id, exc)
+            log.warning("hand-off of job %s refused: %s", job.id, exc, extra={"job_id": str(job.id)})
             result = HandOff.REJECTED
         except NoAnswer as exc:
-            log.warning("hand-off of job %s unanswered (the lease decides): %s", job.id, exc)
+            log.warning(
+                "hand-off of job %s unanswered (the lease decides): %s",
+                job.id,
+                exc,
+                extra={"job_id": str(job.id)},
+            )
             result = HandOff.NO_ANSWER
         else:
             result = HandOff.ACCEPTED

@@ -68,7 +68,7 @@ async def interrupt_running(state: IngestState, job_id: uuid.UUID) -> bool:
     except NotFound:
         return False  # the job ended and was forgotten meanwhile
     except Exception as exc:  # unreachable, no answer, or an answer the contract does not list
-        log.warning("dispatcher did not cancel job %s: %s", job_id, exc)
+        log.warning("dispatcher did not cancel job %s: %s", job_id, exc, extra={"job_id": str(job_id)})
         raise ServiceUnavailable("The dispatcher did not answer; try again") from exc
 
 
