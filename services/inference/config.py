@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from comfy_cloud.config import CommonSettings
@@ -37,8 +37,19 @@ class InferenceSettings(CommonSettings):
     dispatcher_url: str | None = Field(
         default="http://127.0.0.1:8081", description="dispatcher base URL (unset: run without one)"
     )
-    # Stable across restarts when set, so a restarted instance re-registers as itself.
+    # Stable across restarts when set, so a restarted instance re-registers as itself. A name that is
+    # not a UUID (e.g. a StatefulSet pod name) is turned into one deterministically.
     instance_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+
+    @field_validator("instance_id", mode="before")
+    @classmethod
+    def _instance_id_from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                return uuid.uuid5(uuid.NAMESPACE_URL, f"comfy-cloud:inference:{value}")
+        return value
     advertise_url: str | None = Field(
         default=None, description="URL the dispatcher uses to reach this service (default http://HOST:PORT)"
     )
