@@ -7,8 +7,14 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 Check = Callable[[], Awaitable[bool]]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool] = Field(description="each dependency's check, by name")
 
 
 def health_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
@@ -19,7 +25,11 @@ def health_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", responses={503: {"description": "a dependency is not ready"}})
+    @router.get(
+        "/ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "a dependency is not ready"}},
+    )
     async def ready() -> JSONResponse:
         named = dict(checks())
         results = await asyncio.gather(*(_run(check) for check in named.values()))

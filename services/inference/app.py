@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from comfy_cloud.broadcast import Broadcaster
 from comfy_cloud.clients.dispatcher import DispatcherClient
@@ -40,6 +40,51 @@ class HandOff(BaseModel):
 
 class InterruptRequest(BaseModel):
     reason: Literal["cancel", "timeout"] = "cancel"
+
+
+class HandOffAnswer(BaseModel):
+    accepted: bool
+    job_id: uuid.UUID
+
+
+class InterruptAnswer(BaseModel):
+    interrupting: bool = Field(description="false once the job is past the point where stopping matters")
+
+
+class ErrorAnswer(BaseModel):
+    code: str = Field(description="full, not_assigned, not_found, ...")
+    message: str
+
+
+class ComfyUIStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    url: str
+    connected: bool
+    jobs_api: bool | None = Field(description="ComfyUI serves /api/jobs (null until known)")
+    supervised: bool
+    restarts: int | None = Field(description="restarts of the supervised ComfyUI (null: not supervised)")
+
+
+class RunningJob(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    phase: str
+    attempt: str
+
+
+class InstanceStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    instance_id: str
+    address: str | None
+    comfyui: ComfyUIStatus
+    registered: bool | None = Field(description="with the dispatcher (null: no dispatcher configured)")
+    healthy: bool | None
+    capacity: int
+    running: list[RunningJob]
+    finished: int = Field(description="jobs this instance has finished since it started")
 
 
 def create_app(
@@ -69,22 +114,30 @@ def create_app(
         code = _CODES.get(type(exc), type(exc).__name__)
         return JSONResponse({"code": code, "message": exc.message}, status_code=exc.status_code)
 
-    @app.post("/jobs", status_code=202)
-    async def hand_off(body: HandOff, request: Request) -> dict[str, Any]:
+    @app.post(
+        "/jobs",
+        status_code=202,
+        responses={409: {"model": ErrorAnswer, "description": "full, or the job is not assigned here"}},
+    )
+    async def hand_off(body: HandOff, request: Request) -> HandOffAnswer:
         await _instance(request).worker.accept(body.job_id, body.attempt)
-        return {"accepted": True, "job_id": str(body.job_id)}
+        return HandOffAnswer(accepted=True, job_id=body.job_id)
 
-    @app.post("/jobs/{job_id}/interrupt", status_code=202)
+    @app.post(
+        "/jobs/{job_id}/interrupt",
+        status_code=202,
+        responses={404: {"model": ErrorAnswer, "description": "the job does not run here"}},
+    )
     async def interrupt(
         job_id: uuid.UUID, request: Request, body: InterruptRequest | None = None
-    ) -> dict[str, Any]:
+    ) -> InterruptAnswer:
         reason = body.reason if body is not None else "cancel"
-        interrupting = await _instance(request).worker.interrupt(job_id, reason)
-        return {"interrupting": interrupting}
+        return InterruptAnswer(interrupting=await _instance(request).worker.interrupt(job_id, reason))
 
-    @app.get("/status")
-    async def status(request: Request) -> dict[str, Any]:
-        return _instance(request).status()
+    @app.get("/status", response_model=InstanceStatus)
+    async def status(request: Request) -> JSONResponse:
+        # The instance reports its own state: the model documents it, it is not applied.
+        return JSONResponse(_instance(request).status())
 
     app.include_router(
         health_router(

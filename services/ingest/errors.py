@@ -7,6 +7,11 @@ A route imitates either ComfyUI or Comfy Cloud, and answers errors in that style
 - `cloud`: Comfy Cloud's `{"code", "message"}`.
 A route's family is the `error_style` attribute of its route class (`ComfyRoute`, `PromptRoute`,
 `CloudRoute`); routes without one render as `comfy`. 401 is always Cloud style: it is Cloud's auth.
+
+The files, user-data and catalogue routes imitate ComfyUI more closely (protocol reference §1.4): most file
+routes answer a bare status with an empty body, the user-data listing plain text, a few internal routes
+`{"error": ...}`. They raise `ComfyError`s, whose `body` names the style, and their route class
+(`routing.ComfyBodyRoute`) renders them at the route.
 """
 
 from __future__ import annotations
@@ -24,6 +29,20 @@ class ErrorStyle(StrEnum):
     PROMPT = "prompt"
     COMFY = "comfy"
     CLOUD = "cloud"
+
+
+class Body(StrEnum):
+    """The body of a `ComfyError`'s answer."""
+
+    EMPTY = "empty"  # a bare status (ComfyUI's file routes)
+    TEXT = "text"  # text/plain (ComfyUI's user-data routes)
+    JSON = "json"  # {"error": message} (ComfyUI's internal routes)
+
+
+class ComfyError(AppError):
+    """An error answered in one of ComfyUI's body styles; `body` says which."""
+
+    body = Body.EMPTY
 
 
 class ComfyRoute(APIRoute):

@@ -64,4 +64,11 @@ def json_body_doc(model: type[BaseModel], required: bool = True) -> dict[str, An
     }
 
 
-EMPTY_OK: dict[int | str, dict[str, Any]] = {200: {"description": "Empty body (as ComfyUI answers)"}}
+def empty(description: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """A success answered without a body (`content: {}` states it in the OpenAPI document)."""
+    return {status: {"description": description, "content": {}}}
+
+
+EMPTY_OK = empty("Empty body (as ComfyUI answers)")
+
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}  # the schema of raw bytes

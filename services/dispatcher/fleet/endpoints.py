@@ -23,7 +23,10 @@ router = APIRouter(tags=["fleet"])
 @router.put(
     "/catalogues/{catalogue_hash}",
     status_code=204,
-    responses={400: {"description": "the content does not hash to `catalogue_hash`"}},
+    responses={
+        204: {"description": "stored (or already there)", "content": {}},
+        400: {"description": "the content does not hash to `catalogue_hash`"},
+    },
 )
 async def put_catalogue(state: State, catalogue_hash: str, object_info: dict[str, Any] = Body()) -> Response:
     await service.put_catalogue(state, catalogue_hash, object_info)

@@ -34,7 +34,15 @@ async def queue(state: State) -> QueueStats:
     return await service.queue_stats(state)
 
 
-@router.get("/metrics", response_class=Response)
+_METRICS = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/metrics", response_class=Response, responses=_METRICS)
 async def metrics(state: State) -> Response:
     try:
         await service.refresh_gauges(state)

@@ -19,16 +19,29 @@ from database.repositories.user_files import UserFileRepository
 from database.repositories.users import UserRepository
 from services.ingest.auth.dependencies import CurrentUser, current_user
 from services.ingest.catalogue import models, system
-from services.ingest.catalogue.schemas import Features, LogsRaw, ModelFolder, ModelListing, SystemStats
+from services.ingest.catalogue.schemas import (
+    Features,
+    LogsRaw,
+    ModelFolder,
+    ModelListing,
+    NodeDef,
+    SystemStats,
+)
 from services.ingest.catalogue.service import PreparedCatalogue, PreparedCatalogueCache, render, user_inputs
-from services.ingest.comfy_compat import Body, ComfyError, classic, comfy_router, get
-from services.ingest.errors import Unauthorized
+from services.ingest.errors import Body, ComfyError, Unauthorized
+from services.ingest.routing import classic, comfy_router, get
+from services.ingest.schemas import EMPTY_OK
 from services.ingest.state import DbSession, State
 
 _routes = comfy_router(tags=["catalogue"])
 _internal = comfy_router(tags=["internal"])
 
-_NODE_DEFS = {200: {"description": "{class_type: NodeDef}", "content": {"application/json": {}}}}
+# The node definitions are answered as pre-serialised JSON (see catalogue.service): the model documents
+# them and is never applied.
+_NODE_DEFS = {200: {"model": dict[str, NodeDef], "description": "{class_type: NodeDef}"}}
+_NODE_DEF = {
+    200: {"model": dict[str, NodeDef], "description": "{class_type: NodeDef}, or {} for an unknown class"}
+}
 
 
 class InvalidDirectoryType(ComfyError):
@@ -59,7 +72,7 @@ async def object_info(request: Request, user: CurrentUser, session: DbSession, s
     return _json(render(prepared, await user_inputs(session, user.id)))
 
 
-@get(_routes, "/object_info/{node_class}", response_class=Response, responses=_NODE_DEFS)
+@get(_routes, "/object_info/{node_class}", response_class=Response, responses=_NODE_DEF)
 async def object_info_node(
     node_class: str, request: Request, user: CurrentUser, session: DbSession, state: State
 ) -> Response:
@@ -150,7 +163,15 @@ async def global_subgraphs() -> dict[str, Any]:
     return {}
 
 
-@get(_routes, "/global_subgraphs/{subgraph_id}", response_model=None)
+_NO_BLUEPRINT = {
+    200: {
+        "description": "null: there are no blueprints (ComfyUI's answer for an unknown one)",
+        "content": {"application/json": {"schema": {"type": "null"}}},
+    }
+}
+
+
+@get(_routes, "/global_subgraphs/{subgraph_id}", response_model=None, responses=_NO_BLUEPRINT)
 async def global_subgraph(subgraph_id: str) -> JSONResponse:
     return JSONResponse(None)  # ComfyUI answers null for an unknown blueprint
 
@@ -188,7 +209,7 @@ async def logs_raw() -> dict[str, Any]:
     return {"entries": [], "size": {"cols": None, "rows": None}}
 
 
-@_internal.patch("/internal/logs/subscribe")
+@_internal.patch("/internal/logs/subscribe", response_class=Response, responses=EMPTY_OK)
 async def subscribe_logs() -> Response:
     """Accepted; there are no server logs to stream to a browser."""
     return Response(status_code=200)

@@ -12,7 +12,8 @@ from comfy_cloud.storage import Storage
 from services.ingest.state import get_state
 
 
-def get_storage(connection: HTTPConnection) -> Storage:
+async def get_storage(connection: HTTPConnection) -> Storage:
+    # async: FastAPI would run a plain `def` dependency in a worker thread.
     storage = getattr(get_state(connection), "storage", None)
     if storage is None:
         raise ServiceUnavailable("object storage is not configured")

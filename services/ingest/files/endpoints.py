@@ -18,21 +18,30 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from database.models import File
 from services.ingest.auth.dependencies import CurrentUser
-from services.ingest.comfy_compat import classic, comfy_router, get
 from services.ingest.files import images
 from services.ingest.files.dependencies import StorageDep
 from services.ingest.files.forms import read_upload_form
 from services.ingest.files.names import guess_type, is_dangerous
 from services.ingest.files.schemas import UPLOAD_BODY, UploadResponse
 from services.ingest.files.service import FileService
+from services.ingest.routing import classic, comfy_router, get
+from services.ingest.schemas import BINARY
 from services.ingest.state import DbSession
 
 # Long enough for a slow client to follow the redirect, short enough that a leaked URL soon dies.
 SIGNED_URL_TTL = timedelta(minutes=10)
 
 _ERRORS = {400: {"description": "malformed upload or over a limit"}, 401: {"description": "no credentials"}}
-_VIEW_ERRORS = {
-    302: {"description": "a short-lived signed URL of the file (Google Cloud Storage)"},
+_VIEW_RESPONSES = {
+    200: {
+        "description": "the file's bytes, in its own content type (active content only as a download)",
+        "content": {"*/*": {"schema": BINARY}},
+    },
+    302: {
+        "description": "a short-lived signed URL of the file (Google Cloud Storage)",
+        "content": {},
+        "headers": {"Location": {"description": "the signed URL", "schema": {"type": "string"}}},
+    },
     400: {"description": "empty or unsafe filename, unknown type"},
     403: {"description": "subfolder escapes the directory"},
     404: {"description": "no such file for this user"},
@@ -65,7 +74,7 @@ async def upload_mask(
         await form.close()
 
 
-@get(_routes, "/view", response_class=Response, responses=_VIEW_ERRORS)
+@get(_routes, "/view", response_class=Response, responses=_VIEW_RESPONSES)
 async def view(
     request: Request,
     user: CurrentUser,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, PngImagePlugin
 
-from services.ingest.comfy_compat import ComfyError
+from services.ingest.errors import ComfyError
 from services.ingest.files.limits import check_dimensions
 
 _PNG = "image/png"

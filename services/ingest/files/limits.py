@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from services.ingest.comfy_compat import Body, ComfyError
+from services.ingest.errors import Body, ComfyError
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_EDGE = 16384

@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Iterator
 
 from comfy_cloud.errors import BadRequest, NotFound
-from services.ingest.comfy_compat import ComfyError
+from services.ingest.errors import ComfyError
 
 FILE_TYPES = ("input", "output", "temp")
 # ComfyUI's annotations (`folder_paths.annotated_filepath`): the suffix selects the directory. ComfyUI

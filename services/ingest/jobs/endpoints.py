@@ -21,7 +21,7 @@ from services.ingest.jobs.schemas import (
     JobsListResponse,
     JobStatusResponse,
 )
-from services.ingest.routing import add_api
+from services.ingest.routing import get
 from services.ingest.schemas import UNAUTHORIZED, cloud_errors, comfy_errors, json_body_doc
 from services.ingest.state import State
 
@@ -31,6 +31,13 @@ cloud_router = APIRouter(route_class=CloudRoute, tags=["jobs"])
 MAX_CANCEL_IDS = 1000
 
 
+@get(
+    router,
+    "/api/jobs",
+    operation_id="list_jobs",
+    response_model=JobsListResponse,
+    responses=comfy_errors(400),
+)
 async def list_jobs(request: Request, user: CurrentUser, state: State) -> JSONResponse:
     """The caller's jobs: `status` (comma list), `workflow_id`, `output_type`, `sort_by`, `sort_order`,
     `offset`, `limit` (default 100, at most 1000; always a number in the answer)."""
@@ -41,6 +48,13 @@ async def list_jobs(request: Request, user: CurrentUser, state: State) -> JSONRe
     return JSONResponse(await service.list_jobs(state, user, query))
 
 
+@get(
+    router,
+    "/api/jobs/{job_id}",
+    operation_id="get_job",
+    response_model=JobDetail,
+    responses=comfy_errors(404),
+)
 async def get_job(job_id: str, user: CurrentUser, state: State) -> JSONResponse:
     found = await service.get_job(state, user, job_id)
     if found is None:
@@ -48,6 +62,12 @@ async def get_job(job_id: str, user: CurrentUser, state: State) -> JSONResponse:
     return JSONResponse(views.job_item(found.job, found.history, detail=True))
 
 
+@router.post(
+    "/api/jobs/{job_id}/cancel",
+    operation_id="cancel_one",
+    response_model=CancelResponse,
+    responses=comfy_errors(503),
+)
 async def cancel_one(job_id: str, user: CurrentUser, state: State) -> JSONResponse:
     """Cancel a pending job or interrupt a running one; false for finished or unknown ids."""
     parsed = service.parse_job_id(job_id)
@@ -55,6 +75,13 @@ async def cancel_one(job_id: str, user: CurrentUser, state: State) -> JSONRespon
     return JSONResponse({"cancelled": cancelled})
 
 
+@router.post(
+    "/api/jobs/cancel",
+    operation_id="cancel_many",
+    response_model=CancelResponse,
+    responses={**UNAUTHORIZED, 400: {"model": JobsCancelError}, 413: {"model": JobsCancelError}},
+    openapi_extra=json_body_doc(CancelJobsRequest),
+)
 async def cancel_many(request: Request, user: CurrentUser, state: State) -> JSONResponse:
     """Cancel several jobs; `cancelled` is true if any was."""
     try:
@@ -77,38 +104,16 @@ async def cancel_many(request: Request, user: CurrentUser, state: State) -> JSON
     return JSONResponse({"cancelled": any(results)})
 
 
+@get(
+    cloud_router,
+    "/api/job/{job_id}/status",
+    operation_id="job_status",
+    response_model=JobStatusResponse,
+    responses=cloud_errors(404),
+)
 async def job_status(job_id: str, user: CurrentUser, state: State) -> JSONResponse:
     """Comfy Cloud's status poll: raw states and ISO-8601 times."""
     found = await service.get_job(state, user, job_id)
     if found is None:
         raise JobNotFound("Job not found")
     return JSONResponse(views.job_status(found.job, found.history))
-
-
-add_api(router, "/api/jobs", list_jobs, "GET", response_model=JobsListResponse, responses=comfy_errors(400))
-add_api(router, "/api/jobs/{job_id}", get_job, "GET", response_model=JobDetail, responses=comfy_errors(404))
-add_api(
-    router,
-    "/api/jobs/{job_id}/cancel",
-    cancel_one,
-    "POST",
-    response_model=CancelResponse,
-    responses=comfy_errors(503),
-)
-add_api(
-    router,
-    "/api/jobs/cancel",
-    cancel_many,
-    "POST",
-    response_model=CancelResponse,
-    responses={**UNAUTHORIZED, 400: {"model": JobsCancelError}, 413: {"model": JobsCancelError}},
-    openapi_extra=json_body_doc(CancelJobsRequest),
-)
-add_api(
-    cloud_router,
-    "/api/job/{job_id}/status",
-    job_status,
-    "GET",
-    response_model=JobStatusResponse,
-    responses=cloud_errors(404),
-)

@@ -10,13 +10,26 @@ from services.ingest.body import read_json
 from services.ingest.errors import PromptRoute
 from services.ingest.prompts import service
 from services.ingest.prompts.schemas import PromptQueueInfo, PromptRequest, PromptResponse
-from services.ingest.routing import add_both
+from services.ingest.routing import classic, get
 from services.ingest.schemas import UNAUTHORIZED, PromptErrorResponse, json_body_doc
 from services.ingest.state import State
 
-router = APIRouter(route_class=PromptRoute, tags=["prompt"])
+_routes = APIRouter(route_class=PromptRoute, tags=["prompt"])
+
+_ERRORS = {
+    **UNAUTHORIZED,
+    400: {"model": PromptErrorResponse, "description": "Invalid prompt or body (ComfyUI's error shape)"},
+    413: {"model": PromptErrorResponse, "description": "Body too large"},
+    503: {"model": PromptErrorResponse, "description": "Credentials cannot be sealed"},
+}
 
 
+@_routes.post(
+    "/prompt",
+    response_model=PromptResponse,
+    responses=_ERRORS,
+    openapi_extra=json_body_doc(PromptRequest),
+)
 async def post_prompt(request: Request, user: CurrentUser, state: State) -> JSONResponse:
     """Queue a prompt (ComfyUI's body). Validated against the node catalogues of the live instances;
     partner credentials in extra_data are sealed; a repeated prompt_id is refused."""
@@ -32,25 +45,11 @@ async def post_prompt(request: Request, user: CurrentUser, state: State) -> JSON
     )
 
 
+@get(_routes, "/prompt", response_model=PromptQueueInfo, responses=UNAUTHORIZED)
 async def get_prompt(user: CurrentUser, state: State) -> JSONResponse:
     """The caller's running plus pending jobs."""
     remaining = await service.queue_remaining(state, user)
     return JSONResponse({"exec_info": {"queue_remaining": remaining}})
 
 
-_ERRORS = {
-    **UNAUTHORIZED,
-    400: {"model": PromptErrorResponse, "description": "Invalid prompt or body (ComfyUI's error shape)"},
-    413: {"model": PromptErrorResponse, "description": "Body too large"},
-    503: {"model": PromptErrorResponse, "description": "Credentials cannot be sealed"},
-}
-add_both(
-    router,
-    "/prompt",
-    post_prompt,
-    "POST",
-    response_model=PromptResponse,
-    responses=_ERRORS,
-    openapi_extra=json_body_doc(PromptRequest),
-)
-add_both(router, "/prompt", get_prompt, "GET", response_model=PromptQueueInfo, responses=UNAUTHORIZED)
+router = classic(_routes, document_bare=True)

@@ -11,18 +11,25 @@ from services.ingest.body import InvalidBody, parse_json, read_body, read_json
 from services.ingest.errors import ComfyRoute
 from services.ingest.queue import service
 from services.ingest.queue.schemas import InterruptRequest, QueueManageRequest, QueueResponse
-from services.ingest.routing import add_both
+from services.ingest.routing import classic, get
 from services.ingest.schemas import EMPTY_OK, comfy_errors, json_body_doc
 from services.ingest.state import State
 
-router = APIRouter(route_class=ComfyRoute, tags=["queue"])
+_routes = APIRouter(route_class=ComfyRoute, tags=["queue"])
 
 
+@get(_routes, "/queue", response_model=QueueResponse, responses=comfy_errors())
 async def get_queue(user: CurrentUser, state: State) -> JSONResponse:
     """The caller's running and pending jobs as ComfyUI queue items."""
     return JSONResponse(await service.get_queue(state, user))
 
 
+@_routes.post(
+    "/queue",
+    response_class=Response,
+    responses={**EMPTY_OK, **comfy_errors(400, 413)},
+    openapi_extra=json_body_doc(QueueManageRequest),
+)
 async def post_queue(request: Request, user: CurrentUser, state: State) -> Response:
     """Cancel the caller's pending jobs: `{"delete": [ids]}` or `{"clear": true}`."""
     body = await read_json(request, state.settings.max_json_body)
@@ -30,6 +37,12 @@ async def post_queue(request: Request, user: CurrentUser, state: State) -> Respo
     return Response(status_code=200)
 
 
+@_routes.post(
+    "/interrupt",
+    response_class=Response,
+    responses={**EMPTY_OK, **comfy_errors(413, 503)},
+    openapi_extra=json_body_doc(InterruptRequest, required=False),
+)
 async def post_interrupt(request: Request, user: CurrentUser, state: State) -> Response:
     """Interrupt the caller's running jobs, or only `prompt_id` (a no-op when it is not running)."""
     raw = await read_body(request, state.settings.max_json_body)
@@ -42,22 +55,4 @@ async def post_interrupt(request: Request, user: CurrentUser, state: State) -> R
     return Response(status_code=200)
 
 
-add_both(router, "/queue", get_queue, "GET", response_model=QueueResponse, responses=comfy_errors())
-add_both(
-    router,
-    "/queue",
-    post_queue,
-    "POST",
-    response_class=Response,
-    responses={**EMPTY_OK, **comfy_errors(400, 413)},
-    openapi_extra=json_body_doc(QueueManageRequest),
-)
-add_both(
-    router,
-    "/interrupt",
-    post_interrupt,
-    "POST",
-    response_class=Response,
-    responses={**EMPTY_OK, **comfy_errors(413, 503)},
-    openapi_extra=json_body_doc(InterruptRequest, required=False),
-)
+router = classic(_routes, document_bare=True)

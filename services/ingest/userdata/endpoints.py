@@ -12,9 +12,10 @@ from comfy_cloud.errors import BadRequest, NotFound
 from database.repositories.users import UserRepository
 from services.ingest.auth.dependencies import CurrentUser
 from services.ingest.body import read_body, read_json
-from services.ingest.comfy_compat import Body, ComfyError, classic, comfy_router, get
-from services.ingest.errors import CloudRoute
+from services.ingest.errors import Body, CloudRoute, ComfyError
 from services.ingest.files.names import guess_type, is_dangerous
+from services.ingest.routing import classic, comfy_router, get
+from services.ingest.schemas import BINARY, EMPTY_OK, empty
 from services.ingest.state import DbSession, State
 from services.ingest.userdata.paths import raw_segments
 from services.ingest.userdata.schemas import CloudUser, FileInfo, Listing, Settings, UsersConfig, V2Entry
@@ -60,13 +61,22 @@ async def get_settings(user: CurrentUser, session: DbSession) -> JSONResponse:
     return JSONResponse(await UserDataService(session, user.id).settings())
 
 
-@get(_routes, "/settings/{setting_id}", response_model=Any)
+@get(
+    _routes,
+    "/settings/{setting_id}",
+    response_model=Any,
+    responses={200: {"description": "the value (any JSON), or null when unset"}},
+)
 async def get_setting(setting_id: str, user: CurrentUser, session: DbSession) -> JSONResponse:
     """The value, or `null` when unset."""
     return JSONResponse((await UserDataService(session, user.id).settings()).get(setting_id))
 
 
-@_routes.post("/settings", responses={400: {"description": "the body is not a JSON object"}})
+@_routes.post(
+    "/settings",
+    response_class=Response,
+    responses={**EMPTY_OK, 400: {"description": "the body is not a JSON object"}},
+)
 async def post_settings(request: Request, user: CurrentUser, session: DbSession, state: State) -> Response:
     """Merge a JSON object into the settings."""
     values = await read_json(request, state.settings.max_json_body)
@@ -76,7 +86,11 @@ async def post_settings(request: Request, user: CurrentUser, session: DbSession,
     return Response(status_code=200)
 
 
-@_routes.post("/settings/{setting_id}")
+@_routes.post(
+    "/settings/{setting_id}",
+    response_class=Response,
+    responses={**EMPTY_OK, 400: {"description": "the body is not JSON"}},
+)
 async def post_setting(
     setting_id: str, request: Request, user: CurrentUser, session: DbSession, state: State
 ) -> Response:
@@ -112,7 +126,17 @@ async def list_userdata_v2(user: CurrentUser, session: DbSession, path: str = ""
     return JSONResponse(await UserDataService(session, user.id).listing_v2(path))
 
 
-@get(_routes, "/userdata/{file:path}", response_class=Response, responses={403: {}, 404: {}})
+_FILE = {
+    200: {
+        "description": "the file's bytes, typed by its name, as a download (`user.css`: inline CSS)",
+        "content": {"*/*": {"schema": BINARY}},
+    },
+    403: {},
+    404: {},
+}
+
+
+@get(_routes, "/userdata/{file:path}", response_class=Response, responses=_FILE)
 async def read_userdata(request: Request, user: CurrentUser, session: DbSession) -> Response:
     """A file's bytes, always as a download (`user.css` excepted: served inline as CSS)."""
     path, content = await UserDataService(session, user.id).read(_one_segment(request))
@@ -161,7 +185,11 @@ async def write_userdata(
     return await _post(request, user, session, state, overwrite, full_info)
 
 
-@_routes.delete("/userdata/{file:path}", status_code=204, responses={403: {}, 404: {}})
+@_routes.delete(
+    "/userdata/{file:path}",
+    status_code=204,
+    responses={**empty("Deleted", 204), 403: {}, 404: {}},
+)
 async def delete_userdata(request: Request, user: CurrentUser, session: DbSession) -> Response:
     await UserDataService(session, user.id).delete(_one_segment(request))
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy_cloud.errors import BadRequest
 from database.repositories.userdata import UserDataRepository, UserFileInfo
-from services.ingest.comfy_compat import Body, ComfyError
+from services.ingest.errors import Body, ComfyError
 from services.ingest.userdata.paths import ancestors, hidden, resolve
 
 SETTINGS_FILE = "comfy.settings.json"
