@@ -297,7 +297,7 @@ async def explain_claim(
         from database.repositories.queue import QUERIES
 
         plan = await session.execute(
-            text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) " + QUERIES["claim_jobs"]),
+            text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) " + QUERIES["claim_jobs"].text),
             {
                 "catalogue": digest,
                 "slots": slots,

@@ -18,6 +18,7 @@ racing on one job exactly one wins; the loser gets `InvalidJobTransition`.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy_cloud.errors import Conflict
@@ -126,17 +127,21 @@ _ON_ENTER: dict[JobStatus, str] = {
 _ON_TERMINAL = "finished_at = now(), lease_expires_at = NULL, sealed_secrets = NULL"
 
 
-def _transition_sql(target: JobStatus, guard_instance: bool) -> str:
+@functools.cache  # a handful of (target, guard) pairs: build and parse each statement once
+def _transition_sql(target: JobStatus, guard_instance: bool) -> TextClause:
     sets = ["status = :target", "updated_at = now()", "error = coalesce(CAST(:error AS jsonb), error)"]
     extra = _ON_TERMINAL if target in TERMINAL_STATUSES else _ON_ENTER.get(target, "")
     if extra:
         sets.append(extra)
     guard = " AND instance_id = :instance_id" if guard_instance else ""
-    return (
+    return text(
         f"UPDATE jobs SET {', '.join(sets)} "
         f"WHERE id = :job_id AND status = ANY(:sources){guard} "
         "RETURNING id, user_id, status, instance_id, attempts, max_attempts"
     )
+
+
+_CURRENT_STATUS = text("SELECT status FROM jobs WHERE id = :id")
 
 
 async def transition(
@@ -166,9 +171,9 @@ async def transition(
     }
     if instance_id is not None:
         params["instance_id"] = instance_id
-    row = (await session.execute(text(sql), params)).mappings().first()
+    row = (await session.execute(sql, params)).mappings().first()
     if row is None:
-        current = await session.scalar(text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id})
+        current = await session.scalar(_CURRENT_STATUS, {"id": job_id})
         raise InvalidJobTransition(job_id, target, JobStatus(current) if current else None)
     return TransitionResult(
         job_id=row["id"],

@@ -44,18 +44,20 @@ _CHANNEL = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 def open_broadcaster(
-    url: str | None, database_url: str, *, env: Mapping[str, str] | None = None
+    url: str | None, database_url: str, *, env: Mapping[str, str] | None = None, listen: bool = True
 ) -> Broadcaster:
+    """`listen=False` for a process that only publishes (the PostgreSQL backend then opens no LISTEN
+    connection; subscribing raises)."""
     env = os.environ if env is None else env
     spec = (url or "").strip()
     if spec.lower() in {"", "postgres", "postgresql"}:
-        return PostgresBroadcaster(database_url)
+        return PostgresBroadcaster(database_url, listen=listen)
     if spec.lower() in {"memory", "inprocess"}:
         return InProcessBroadcaster()
     parts = urlsplit(spec)
     scheme = parts.scheme.lower()
     if scheme in {"postgres", "postgresql", "postgresql+asyncpg"}:
-        return PostgresBroadcaster(spec)
+        return PostgresBroadcaster(spec, listen=listen)
 
     channel, private = DEFAULT_CHANNEL, True
     if spec.lower() == "supabase":

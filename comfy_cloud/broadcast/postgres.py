@@ -1,7 +1,8 @@
 """Job events over PostgreSQL LISTEN/NOTIFY, channel `comfy_cloud_events`.
 
 Publishing: one transaction per `publish()`, one NOTIFY per event; PostgreSQL delivers a transaction's
-notifications on commit, in order, to every listening session. A NOTIFY payload must stay under
+notifications on commit, in order, to every listening session. When every payload fits inline that
+transaction is a single statement (one round trip). A NOTIFY payload must stay under
 8000 bytes, so an event whose JSON exceeds `max_inline_bytes` (7,900) travels by reference: its JSON
 goes into `broadcast_payloads` in the same transaction and the notification is `{"ref":<id>}`.
 Rows older than `payload_ttl` (10 minutes) are deleted periodically; a listener that falls further
@@ -30,7 +31,7 @@ import asyncpg
 
 from comfy_cloud.broadcast.base import Broadcaster
 from comfy_cloud.broadcast.events import JobEvent
-from comfy_cloud.broadcast.subscription import DEFAULT_MAX_QUEUED, BroadcastError
+from comfy_cloud.broadcast.subscription import DEFAULT_MAX_QUEUED, BroadcastError, Subscription
 from database.engine import sync_url
 from database.repositories import broadcast as repo
 
@@ -68,8 +69,13 @@ class PostgresBroadcaster(Broadcaster):
         payload_ttl: timedelta = timedelta(minutes=10),
         max_queued: int = DEFAULT_MAX_QUEUED,
         hard_limit: int | None = None,
+        listen: bool = True,
     ) -> None:
         super().__init__(max_queued=max_queued, hard_limit=hard_limit)
+        # listen=False: publish only (services that never subscribe). Every LISTEN connection makes
+        # PostgreSQL wake its backend and the process for every notification, so a fleet of workers
+        # that each listened would multiply the cost of every event by the fleet's size.
+        self._listen = listen
         if not 0 < max_inline_bytes < 8000:
             raise ValueError("max_inline_bytes must be below PostgreSQL's 8000-byte NOTIFY limit")
         self._dsn = sync_url(database_url)
@@ -111,13 +117,20 @@ class PostgresBroadcaster(Broadcaster):
                 max_size=self._pool_size,
                 timeout=self._connect_timeout,
                 server_settings={"application_name": PUBLISHER_APPLICATION_NAME},
+                # Publishing leaves no session state behind (no LISTEN, settings, locks or cursors),
+                # so skip asyncpg's reset query: a round trip on every release. An open transaction
+                # is still rolled back by the pool.
+                reset=_no_reset,
             )
         except _CONNECTION_ERRORS as exc:
             raise BroadcastError(f"cannot connect to PostgreSQL: {exc}") from exc
-        self._tasks = [
+        self._tasks = [asyncio.create_task(self._cleanup_forever(), name="broadcast-cleanup")]
+        if not self._listen:
+            self._set_ready(True)  # publishing needs only the pool
+            return
+        self._tasks += [
             asyncio.create_task(self._listen_forever(), name="broadcast-listen"),
             asyncio.create_task(self._resolve_forever(), name="broadcast-resolve"),
-            asyncio.create_task(self._cleanup_forever(), name="broadcast-cleanup"),
         ]
         try:
             async with asyncio.timeout(self._start_timeout):
@@ -146,6 +159,11 @@ class PostgresBroadcaster(Broadcaster):
             self._pool = None
         self._end_subscriptions()
 
+    def subscribe(self, *, max_queued: int | None = None, hard_limit: int | None = None) -> Subscription:
+        if not self._listen:
+            raise BroadcastError("this broadcaster only publishes (listen=False)")
+        return super().subscribe(max_queued=max_queued, hard_limit=hard_limit)
+
     # -- publishing --------------------------------------------------------------------------------
 
     async def publish(self, events: Sequence[JobEvent]) -> None:
@@ -155,15 +173,20 @@ class PostgresBroadcaster(Broadcaster):
             raise BroadcastError("the broadcaster is not started")
         payloads = [self._encode(event) for event in events]
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                notes: list[str] = []
-                for payload in payloads:
-                    data = payload.encode()
-                    if len(data) > self._max_inline:
-                        ref = await repo.insert_payload(conn, data)
-                        payload = f"{_REF_PREFIX}{ref}}}"
-                    notes.append(payload)
-                await repo.notify(conn, self._channel, notes)
+            async with self._pool.acquire() as conn:
+                if all(len(payload.encode()) <= self._max_inline for payload in payloads):
+                    # The usual case: one statement, one round trip (no BEGIN/COMMIT of its own).
+                    await repo.notify_now(conn, self._channel, payloads)
+                    return
+                async with conn.transaction():
+                    notes: list[str] = []
+                    for payload in payloads:
+                        data = payload.encode()
+                        if len(data) > self._max_inline:
+                            ref = await repo.insert_payload(conn, data)
+                            payload = f"{_REF_PREFIX}{ref}}}"
+                        notes.append(payload)
+                    await repo.notify(conn, self._channel, notes)
         except _CONNECTION_ERRORS as exc:
             raise BroadcastError(f"cannot publish {len(events)} event(s): {exc}") from exc
 
@@ -276,6 +299,10 @@ class PostgresBroadcaster(Broadcaster):
                     log.debug("deleted %d old broadcast payloads", deleted)
             except _CONNECTION_ERRORS as exc:
                 log.warning("broadcast payload cleanup failed: %s", exc)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
 
 
 def _set_event(event: asyncio.Event, *_args: object) -> None:

@@ -105,7 +105,20 @@ class Storage(ABC):
         """Store the streamed bytes. Returns the stored object; if an object with the same bytes
         already exists nothing is uploaded and that object is returned (with its content type)."""
         check_content_type(content_type)
-        spooled = await self._spool(chunks)
+        head, rest = await _read_head(chunks, _SPOOL_BUFFER)
+        if rest is None:
+            # It all arrived (typical of outputs and uploads): the backend may store it in one go.
+            return await self._put_small(head, content_type)
+        spooled = await self._spool(_chain(head, rest))
+        try:
+            return await self._put_spooled(spooled, content_type, owned=True)
+        finally:
+            await self._run(partial(spooled.path.unlink, missing_ok=True))
+
+    async def _put_small(self, data: bytes, content_type: str) -> StoredObject:
+        """Store bytes that arrived whole (at most _SPOOL_BUFFER of them). By default like any stream;
+        LocalStorage does it all in one worker-thread call instead of six."""
+        spooled = await self._spool(_chain(data, None))
         try:
             return await self._put_spooled(spooled, content_type, owned=True)
         finally:
@@ -229,6 +242,26 @@ class Storage(ABC):
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking IO off the event loop."""
         return await asyncio.to_thread(fn, *args)
+
+
+async def _read_head(chunks: AsyncIterable[bytes], limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """The first chunks, up to at least `limit` bytes, and the rest of the stream (None: that was all)."""
+    iterator = aiter(chunks)
+    head = bytearray()
+    while len(head) < limit:
+        try:
+            head += await anext(iterator)
+        except StopAsyncIteration:
+            return bytes(head), None
+    return bytes(head), iterator
+
+
+async def _chain(head: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
 
 
 def _absorb(file: IO[bytes], digest: hashlib._Hash, data: bytes) -> None:

@@ -16,6 +16,10 @@ _INSERT_PAYLOAD = "INSERT INTO broadcast_payloads (payload) VALUES ($1) RETURNIN
 _FETCH_PAYLOADS = "SELECT id, payload FROM broadcast_payloads WHERE id = ANY($1::bigint[])"
 _DELETE_OLD = "DELETE FROM broadcast_payloads WHERE created_at < now() - $1::interval"
 _NOTIFY = "SELECT pg_notify($1, $2)"
+# One statement for a whole batch: its own transaction, so the notifications go out on its commit, all
+# or none. unnest() is a function scan that yields the array in order and pg_notify() runs once per row
+# as it comes, so PostgreSQL queues (and delivers) them in the array's order.
+_NOTIFY_ALL = "SELECT count(pg_notify($1, payload)) FROM unnest($2::text[]) AS payload"
 _LISTENER_PIDS = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
 _TERMINATE = "SELECT pg_terminate_backend($1)"
 
@@ -31,6 +35,13 @@ async def notify(conn: asyncpg.Connection, channel: str, payloads: Sequence[str]
     if payloads:
         # executemany pipelines the statements: one round trip for many events.
         await conn.executemany(_NOTIFY, [(channel, payload) for payload in payloads])
+
+
+async def notify_now(conn: asyncpg.Connection, channel: str, payloads: Sequence[str]) -> None:
+    """Send the notifications in order, in one round trip; the caller must not be in a transaction
+    (the statement is its own, committed at once)."""
+    if payloads:
+        await conn.fetchval(_NOTIFY_ALL, channel, list(payloads))
 
 
 async def fetch_payloads(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, bytes]:

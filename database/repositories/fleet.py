@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.job_states import ACTIVE_STATUSES
@@ -19,7 +19,13 @@ from database.models import InferenceInstance, Job, NodeCatalogue
 from database.sql import load_queries
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
-QUERIES = load_queries("fleet.sql")
+# text() once per query, not per call (it parses the SQL for bind parameters each time).
+QUERIES = {name: text(sql) for name, sql in load_queries("fleet.sql").items()}
+# Built once: ingest asks this on every prompt.
+_CATALOGUES_RUNNING = select(NodeCatalogue.hash).where(
+    NodeCatalogue.node_classes.contains(bindparam("required", type_=ARRAY(Text))),
+    NodeCatalogue.hash.in_(select(InferenceInstance.catalogue_hash)),
+)
 
 
 def catalogue_hash(object_info: dict[str, Any]) -> str:
@@ -66,7 +72,7 @@ class FleetRepository:
 
     async def make_routable(self, digest: str) -> int:
         """Add a stored catalogue to `runnable_on` of every pending job it can run; how many changed."""
-        result = await self.session.execute(text(QUERIES["make_routable"]), {"hash": digest})
+        result = await self.session.execute(QUERIES["make_routable"], {"hash": digest})
         return result.rowcount  # type: ignore[attr-defined]
 
     async def catalogue_exists(self, digest: str) -> bool:
@@ -82,11 +88,8 @@ class FleetRepository:
 
     async def catalogues_running(self, required_nodes: list[str]) -> list[str]:
         """Hashes of the known catalogues (of registered instances) that offer every required class."""
-        stmt = select(NodeCatalogue.hash).where(
-            NodeCatalogue.node_classes.contains(sorted(set(required_nodes))),
-            NodeCatalogue.hash.in_(select(InferenceInstance.catalogue_hash)),
-        )
-        return list(await self.session.scalars(stmt))
+        required = sorted(set(required_nodes))
+        return list(await self.session.scalars(_CATALOGUES_RUNNING, {"required": required}))
 
     async def live_catalogues(self) -> list[NodeCatalogue]:
         """Catalogues of live instances (the node library ingest shows)."""
@@ -153,14 +156,15 @@ class FleetRepository:
         stmt = select(InferenceInstance.id, InferenceInstance.address).where(InferenceInstance.id.in_(ids))
         return {r.id: r.address for r in await self.session.execute(stmt)}
 
-    async def lock_free_slots(self) -> list[FreeSlots]:
+    async def lock_free_slots(self, *, if_pending: bool = False) -> list[FreeSlots]:
         """Free slots of the instances this transaction now holds (row locks, until it ends); instances
         another transaction holds are skipped. Claims for these slots made in the same transaction
-        cannot overfill them, whatever other dispatchers do."""
-        ids = list(await self.session.scalars(text(QUERIES["lock_free_instances"])))
+        cannot overfill them, whatever other dispatchers do. `if_pending`: none unless a job is
+        pending (the check costs no round trip of its own)."""
+        ids = list(await self.session.scalars(QUERIES["lock_free_instances"], {"if_pending": if_pending}))
         if not ids:
             return []
-        rows = await self.session.execute(text(QUERIES["free_slots_of"]), {"ids": ids})
+        rows = await self.session.execute(QUERIES["free_slots_of"], {"ids": ids})
         return [FreeSlots(r.id, r.address, r.catalogue_hash, r.free) for r in rows]
 
     async def set_status(self, instance_id: uuid.UUID, status: str) -> None:

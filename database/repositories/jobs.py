@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, func, select, text, update
+from sqlalchemy import Select, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,18 +57,42 @@ class JobWithHistory:
     history: History | None
 
 
+# Statements of the hot paths (every prompt, every `status` message), built once with bind
+# parameters: building an ORM statement and its cache key costs about as much as executing it.
+_NEW_JOB_COLUMNS = (
+    "id", "user_id", "status", "priority", "prompt", "extra_data", "sealed_secrets", "client_id",
+    "outputs_to_execute", "required_nodes", "runnable_on", "workflow_id", "max_attempts", "queue_deadline_at",
+)  # fmt: skip
+
+
+def _create_statement(number: Any) -> Any:
+    values = {k: bindparam(k) for k in _NEW_JOB_COLUMNS}
+    stmt = insert(Job).values(**values, number=number)
+    return stmt.on_conflict_do_nothing(index_elements=["id"]).returning(Job)
+
+
+# By the given number, or the next queue number.
+_CREATE = {
+    True: _create_statement(bindparam("number")),
+    False: _create_statement(text("nextval('job_number_seq')")),
+}
+_QUEUED_STATUSES = sorted([JobStatus.PENDING.value, *(s.value for s in ACTIVE_STATUSES)])
+_QUEUE_REMAINING = select(func.count()).where(
+    Job.user_id == bindparam("user_id"), Job.status.in_(_QUEUED_STATUSES)
+)
+
+
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def create(self, new: NewJob) -> Job:
         """Insert a pending job; a repeated id (whoever owns it) raises DuplicateJob, never runs twice."""
-        values = {
+        params = {
             "id": new.id,
             "user_id": new.user_id,
             "status": JobStatus.PENDING.value,
             "priority": new.priority,
-            "number": new.number if new.number is not None else text("nextval('job_number_seq')"),
             "prompt": new.prompt,
             "extra_data": new.extra_data,
             "sealed_secrets": new.sealed_secrets,
@@ -80,8 +104,9 @@ class JobRepository:
             "max_attempts": new.max_attempts,
             "queue_deadline_at": new.queue_deadline_at,
         }
-        stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["id"]).returning(Job)
-        job = await self.session.scalar(stmt)
+        if new.number is not None:
+            params["number"] = new.number
+        job = await self.session.scalar(_CREATE[new.number is not None], params)
         if job is None:
             raise DuplicateJob(f"prompt_id {new.id} was already submitted")
         return job
@@ -156,11 +181,7 @@ class JobRepository:
 
     async def queue_remaining(self, user_id: uuid.UUID) -> int:
         """Running plus pending jobs of the user (ComfyUI's `queue_remaining`)."""
-        stmt = select(func.count()).where(
-            Job.user_id == user_id,
-            Job.status.in_([JobStatus.PENDING.value, *(s.value for s in ACTIVE_STATUSES)]),
-        )
-        return await self.session.scalar(stmt) or 0
+        return await self.session.scalar(_QUEUE_REMAINING, {"user_id": user_id}) or 0
 
     async def history_page(
         self, user_id: uuid.UUID, *, max_items: int | None, offset: int | None

@@ -18,7 +18,8 @@ from database.job_states import JobStatus as S
 from database.job_states import is_allowed
 from database.sql import load_queries
 
-QUERIES = load_queries("queue.sql")
+# text() once per query, not per call (it parses the SQL for bind parameters each time).
+QUERIES = {name: text(sql) for name, sql in load_queries("queue.sql").items()}
 
 QUEUE_EDGES = {
     "claim_jobs": [(S.PENDING, S.ASSIGNED)],
@@ -74,7 +75,7 @@ class QueueRepository:
         if not slots:
             return []
         rows = await self.session.execute(
-            text(QUERIES["claim_jobs"]),
+            QUERIES["claim_jobs"],
             {
                 "catalogue": catalogue,
                 "slots": list(slots),
@@ -92,7 +93,7 @@ class QueueRepository:
     ) -> dict[uuid.UUID, S]:
         """Renew; returns the status of each job the instance still holds (others are lost to it)."""
         rows = await self.session.execute(
-            text(QUERIES["renew_leases"]),
+            QUERIES["renew_leases"],
             {"instance_id": instance_id, "job_ids": list(job_ids), "lease_seconds": lease_seconds},
         )
         return {r.id: S(r.status) for r in rows}
@@ -100,7 +101,7 @@ class QueueRepository:
     async def expire_leases(self, batch: int = 500, max_attempts: int | None = None) -> list[ExpiredLease]:
         """`max_attempts` caps each job's own limit (None: the job's limit alone)."""
         rows = await self.session.execute(
-            text(QUERIES["expire_leases"]), {"batch": batch, "max_attempts": max_attempts}
+            QUERIES["expire_leases"], {"batch": batch, "max_attempts": max_attempts}
         )
         return [ExpiredLease(r.id, r.user_id, S(r.status), r.lost_instance_id, r.attempts) for r in rows]
 
@@ -108,9 +109,7 @@ class QueueRepository:
         """End the leases of every job the given (lost) instances hold; expire_leases does the rest."""
         if not instance_ids:
             return []
-        rows = await self.session.execute(
-            text(QUERIES["end_leases_of"]), {"instance_ids": list(instance_ids)}
-        )
+        rows = await self.session.execute(QUERIES["end_leases_of"], {"instance_ids": list(instance_ids)})
         return [r.id for r in rows]
 
     async def return_unstarted(
@@ -120,20 +119,20 @@ class QueueRepository:
         job has moved on since (cancelled, or claimed again)."""
         row = (
             await self.session.execute(
-                text(QUERIES["return_unstarted"]),
+                QUERIES["return_unstarted"],
                 {"job_id": job_id, "instance_id": instance_id, "attempt": attempt},
             )
         ).first()
         return row.user_id if row else None
 
     async def has_pending(self) -> bool:
-        return bool(await self.session.scalar(text(QUERIES["has_pending"])))
+        return bool(await self.session.scalar(QUERIES["has_pending"]))
 
     async def execution_timeouts(
         self, batch: int = 500
     ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]:
         """(job, user, instance) of each running job that passed its deadline, now set to timeout."""
-        rows = await self.session.execute(text(QUERIES["execution_timeouts"]), {"batch": batch})
+        rows = await self.session.execute(QUERIES["execution_timeouts"], {"batch": batch})
         return [(r.id, r.user_id, r.instance_id) for r in rows]
 
     async def queue_timeouts(
@@ -141,7 +140,5 @@ class QueueRepository:
     ) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(job, user) of each pending job past its queue deadline or waiting longer than `max_wait`
         seconds since submission, now set to timeout."""
-        rows = await self.session.execute(
-            text(QUERIES["queue_timeouts"]), {"batch": batch, "max_wait": max_wait}
-        )
+        rows = await self.session.execute(QUERIES["queue_timeouts"], {"batch": batch, "max_wait": max_wait})
         return [(r.id, r.user_id) for r in rows]

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from database.job_states import JobStatus
 from database.sql import load_queries
 
-QUERIES = load_queries("queue_stats.sql")
+# text() once per query, not per call (it parses the SQL for bind parameters each time).
+QUERIES = {name: text(sql) for name, sql in load_queries("queue_stats.sql").items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +42,21 @@ class QueueStatsRepository:
         """Number of jobs in each non-final status (zero included)."""
         counts = {status: 0 for status in (JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)}
         counts[JobStatus.CANCELLING] = 0
-        for row in await self.session.execute(text(QUERIES["queue_depth"])):
+        for row in await self.session.execute(QUERIES["queue_depth"]):
             counts[JobStatus(row.status)] = row.n
         return counts
 
     async def waiting_for_capability(self, limit: int = 100) -> Waiting:
-        rows = (await self.session.execute(text(QUERIES["waiting_for_capability"]), {"limit": limit})).all()
+        rows = (await self.session.execute(QUERIES["waiting_for_capability"], {"limit": limit})).all()
         return Waiting(total=rows[0].total if rows else 0, job_ids=[r.id for r in rows])
 
     async def runs(self, job_ids: Sequence[uuid.UUID]) -> list[Run]:
         if not job_ids:
             return []
-        rows = await self.session.execute(text(QUERIES["runs"]), {"ids": list(job_ids)})
+        rows = await self.session.execute(QUERIES["runs"], {"ids": list(job_ids)})
         return [Run(r.id, JobStatus(r.status), r.attempts, r.started_at, r.finished_at) for r in rows]
 
     async def instance_states(self) -> dict[str, int]:
         """Instances per state: live, unhealthy (live, not taking work), lost, draining."""
-        rows = await self.session.execute(text(QUERIES["instance_states"]))
+        rows = await self.session.execute(QUERIES["instance_states"])
         return {r.state: r.n for r in rows}

@@ -1,9 +1,12 @@
 -- name: lock_free_instances
 -- Live, healthy instances that seem to have spare capacity, locked for one scheduling transaction.
 -- SKIP LOCKED: concurrent dispatchers fill disjoint sets of instances, so no slot is filled twice.
+-- With :if_pending, none at all unless a job is pending (a pass with nothing to do locks nothing,
+-- and finds that out in this same round trip).
 SELECT i.id
 FROM inference_instances i
 WHERE i.status = 'live' AND i.healthy AND i.catalogue_hash IS NOT NULL
+  AND (NOT CAST(:if_pending AS boolean) OR EXISTS (SELECT 1 FROM jobs WHERE status = 'pending'))
   AND i.capacity > (SELECT count(*) FROM jobs j
                     WHERE j.instance_id = i.id AND j.status IN ('assigned', 'cancelling', 'in_progress'))
 FOR NO KEY UPDATE OF i SKIP LOCKED

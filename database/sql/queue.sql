@@ -38,12 +38,16 @@ first_served AS (
 ),
 eligible AS (
     -- Locking re-reads the row: free is computed from the latest committed active_jobs.
+    -- NO KEY UPDATE, the lock the UPDATEs below take anyway: it excludes other claims and the
+    -- active_jobs trigger as FOR UPDATE would, but not the KEY SHARE lock that inserting a job takes
+    -- on its user (the foreign key), so a user submitting right now is neither skipped here nor
+    -- made to wait for this claim.
     SELECT u.id AS user_id, u.last_dispatched_at, f.priority AS head_priority,
            coalesce(u.max_concurrent_jobs, :default_limit) - u.active_jobs AS free
     FROM users u
     JOIN first_served f ON f.user_id = u.id
     WHERE u.active_jobs < coalesce(u.max_concurrent_jobs, :default_limit)
-    FOR UPDATE OF u SKIP LOCKED
+    FOR NO KEY UPDATE OF u SKIP LOCKED
 ),
 sized AS (
     -- Depth: enough to fill the batch if every user at the same head priority takes an equal share.
@@ -87,7 +91,7 @@ chosen AS (
     FROM picked p
     JOIN jobs j ON j.id = p.id
     WHERE j.status = 'pending'
-    FOR UPDATE OF j SKIP LOCKED
+    FOR NO KEY UPDATE OF j SKIP LOCKED  -- the status UPDATE's own lock (see eligible)
 ),
 numbered AS (
     SELECT id, user_id, row_number() OVER (ORDER BY pos) AS slot FROM chosen

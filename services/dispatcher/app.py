@@ -68,7 +68,8 @@ def _checks(app: FastAPI) -> dict[str, object]:
 async def _open_broadcaster(stack: AsyncExitStack, settings: DispatcherSettings) -> Publisher:
     from comfy_cloud.broadcast import open_broadcaster
 
-    broadcaster = open_broadcaster(settings.broadcast_url, settings.database_url)
+    # The dispatcher only publishes status changes: no LISTEN connection of its own.
+    broadcaster = open_broadcaster(settings.broadcast_url, settings.database_url, listen=False)
     await broadcaster.start()
     stack.push_async_callback(broadcaster.close)
     return broadcaster

@@ -95,9 +95,10 @@ class Scheduler:
         async with self._claiming:
             with self._metrics.pass_seconds.time():
                 async with self._database.session() as session:
-                    if not await QueueRepository(session).has_pending():
+                    # Nothing pending: nothing locked, no claim (one statement either way).
+                    free = await FleetRepository(session).lock_free_slots(if_pending=True)
+                    if not free:
                         return []
-                    free = await FleetRepository(session).lock_free_slots()
                     assignments = await self._claim_slots(QueueRepository(session), free)
         await self._events.publish(
             StatusChange(a.job.id, a.job.user_id, JobStatus.ASSIGNED) for a in assignments

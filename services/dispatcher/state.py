@@ -77,4 +77,10 @@ def get_state(request: Request) -> DispatcherState:
     return request.app.state.dispatcher  # type: ignore[no-any-return]
 
 
-State = Annotated[DispatcherState, Depends(get_state)]
+async def _state(request: Request) -> DispatcherState:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on
+    # every request (every nudge) for what is an attribute lookup.
+    return get_state(request)
+
+
+State = Annotated[DispatcherState, Depends(_state)]

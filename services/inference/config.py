@@ -50,6 +50,7 @@ class InferenceSettings(CommonSettings):
             except ValueError:
                 return uuid.uuid5(uuid.NAMESPACE_URL, f"comfy-cloud:inference:{value}")
         return value
+
     advertise_url: str | None = Field(
         default=None, description="URL the dispatcher uses to reach this service (default http://HOST:PORT)"
     )

@@ -41,7 +41,10 @@ class Instance:
         self.db = Database(settings.database_url, application_name="comfy-cloud-inference")
         self.storage = storage or open_storage(settings.storage_url)
         self._own_broadcaster = broadcaster is None
-        self.broadcaster = broadcaster or open_broadcaster(settings.broadcast_url, settings.database_url)
+        # It only publishes (the relayed events): no LISTEN connection of its own.
+        self.broadcaster = broadcaster or open_broadcaster(
+            settings.broadcast_url, settings.database_url, listen=False
+        )
         self._own_dispatcher = dispatcher is None and bool(settings.dispatcher_url)
         if dispatcher is None and settings.dispatcher_url:
             dispatcher = DispatcherClient(settings.dispatcher_url)

@@ -142,7 +142,9 @@ class Reporter:
     async def mark_started(self) -> JobStatus | None:
         """assigned -> in_progress once ComfyUI runs the job. Returns the job's status (cancelling:
         interrupt it), or None when the job is no longer this instance's."""
-        async with self._db.session() as session:
+        # One conditional UPDATE (and reads only if it is refused): no BEGIN/COMMIT round trips,
+        # which matter here since the job's first events wait for this.
+        async with self._db.autocommit() as session:
             try:
                 await self._to_in_progress(session)
             except InvalidJobTransition:
@@ -250,13 +252,17 @@ class Reporter:
         self, target: JobStatus, error: dict[str, Any] | None, history: HistoryRow | None
     ) -> JobStatus:
         async with self._db.session() as session:
+            # The record first, the guarded status change last: a refused report (LateReport) rolls
+            # back the record with it all the same, and the status change (whose trigger locks the
+            # owner's row in `users`, which every claim and report of that user needs) holds that
+            # lock only until the commit right after it, not through the record's statements.
+            if history is not None:
+                await self._write_history(session, history)
             if target is JobStatus.COMPLETED and not self.started:
                 # ComfyUI ran it but we never saw it start (lost socket): assigned -> in_progress first.
                 with contextlib.suppress(InvalidJobTransition):
                     await self._to_in_progress(session)
             final = await self._transition(session, target, error)
-            if history is not None:
-                await self._write_history(session, history)
         self.final = final
         return final
 

@@ -26,6 +26,7 @@ from comfy_cloud.secrets import Sealer
 from comfy_cloud.storage import Storage
 from database.engine import Database
 from database.job_states import ACTIVE_STATUSES, JobStatus
+from database.models import Job
 from database.repositories.jobs import JobRepository
 from services.inference.catalogue import Catalogue
 from services.inference.comfyui.client import (
@@ -75,10 +76,13 @@ class RunnerDeps:
 
 
 class JobRunner:
-    def __init__(self, deps: RunnerDeps, job_id: uuid.UUID, attempt: int) -> None:
+    def __init__(
+        self, deps: RunnerDeps, job_id: uuid.UUID, attempt: int, *, loaded: JobSnapshot | None = None
+    ) -> None:
         self.deps = deps
         self.job_id = job_id
         self.attempt = attempt
+        self._loaded = loaded  # the job as the hand-off check just read it (else read at start)
         self.prompt_id = str(job_id)
         self.phase = Phase.PREPARING
         self.control = RunControl(deps.comfy, self.prompt_id)
@@ -330,6 +334,9 @@ class JobRunner:
     # -- loading -----------------------------------------------------------------------------------
 
     async def _load(self) -> JobSnapshot:
+        if self._loaded is not None:
+            loaded, self._loaded = self._loaded, None
+            return loaded
         async with self.deps.db.session() as session:
             job = await JobRepository(session).get_unscoped(self.job_id)
         if (
@@ -338,17 +345,7 @@ class JobRunner:
             or job.status not in ACTIVE_STATUSES
         ):
             raise LateReport("the job is not assigned to this instance")
-        return JobSnapshot(
-            id=job.id,
-            user_id=job.user_id,
-            status=JobStatus(job.status),
-            prompt=job.prompt,
-            extra_data=dict(job.extra_data or {}),
-            sealed_secrets=job.sealed_secrets,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            execution_deadline_at=job.execution_deadline_at,
-        )
+        return snapshot(job)
 
     def _unseal(self, job: JobSnapshot) -> dict[str, str]:
         if not job.sealed_secrets:
@@ -372,6 +369,20 @@ class JobRunner:
             dispatcher=self.deps.dispatcher,
             redact=relay.redact,
         )
+
+
+def snapshot(job: Job) -> JobSnapshot:
+    return JobSnapshot(
+        id=job.id,
+        user_id=job.user_id,
+        status=JobStatus(job.status),
+        prompt=job.prompt,
+        extra_data=dict(job.extra_data or {}),
+        sealed_secrets=job.sealed_secrets,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        execution_deadline_at=job.execution_deadline_at,
+    )
 
 
 def _monotonic_deadline(deadline: datetime | None) -> float | None:

@@ -148,7 +148,8 @@ async def _open(
         )
 
     async def count_queue(user_id: Any) -> int:
-        async with database.session() as session:
+        # One read per `status` frame: no BEGIN/COMMIT round trips around it.
+        async with database.autocommit() as session:
             return await JobRepository(session).queue_remaining(user_id)
 
     return IngestState(

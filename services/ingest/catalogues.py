@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from database.engine import Database
 from database.repositories.catalogues import CatalogueReadRepository
 
@@ -58,21 +60,26 @@ class CatalogueCache:
         self._lock = asyncio.Lock()
         self.loads = 0  # catalogues fetched from the database (for tests and metrics)
 
-    async def get(self) -> NodeLibrary:
-        async with self.database.session() as session:
+    async def get(self, session: AsyncSession | None = None, *, live: set[str] | None = None) -> NodeLibrary:
+        """The current library; `session` lets a request ask within its own transaction (one fewer
+        checkout and commit per prompt) instead of a session of its own, and `live` passes the live
+        hashes when the caller has just read them (CatalogueReadRepository.routing)."""
+        if session is None:
+            async with self.database.session() as own:
+                return await self.get(own, live=live)
+        if live is None:
             live = await CatalogueReadRepository(session).live_hashes()
         if live == self._library.hashes:
             return self._library
         async with self._lock:
             if live != self._library.hashes:
-                await self._rebuild(live)
+                await self._rebuild(session, live)
             return self._library
 
-    async def _rebuild(self, live: set[str]) -> None:
+    async def _rebuild(self, session: AsyncSession, live: set[str]) -> None:
         missing = live - self._object_infos.keys()
         if missing:
-            async with self.database.session() as session:
-                loaded = await CatalogueReadRepository(session).object_infos(missing)
+            loaded = await CatalogueReadRepository(session).object_infos(missing)
             self.loads += len(loaded)
             self._object_infos.update(loaded)
         # Forget catalogues no live instance serves any more (they can be megabytes each).

@@ -59,7 +59,13 @@ def get_state(connection: HTTPConnection) -> IngestState:
     return connection.app.state.ingest
 
 
-State = Annotated[IngestState, Depends(get_state)]
+async def _state(connection: HTTPConnection) -> IngestState:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on
+    # every request for what is an attribute lookup.
+    return get_state(connection)
+
+
+State = Annotated[IngestState, Depends(_state)]
 
 
 async def db_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from comfy_cloud.comfyui.validation import (
     PromptError,
     ValidationResult,
@@ -20,7 +22,7 @@ from comfy_cloud.comfyui.validation import (
 from comfy_cloud.secrets import split_secrets
 from database.job_states import JobStatus
 from database.models import Job
-from database.repositories.fleet import FleetRepository
+from database.repositories.catalogues import CatalogueReadRepository
 from database.repositories.jobs import DuplicateJob, JobRepository, NewJob
 from services.ingest.auth.service import AuthenticatedUser
 from services.ingest.catalogues import NodeLibrary
@@ -70,26 +72,34 @@ async def submit(
 ) -> Submitted:
     check_request(body)
     prompt: dict[str, Any] = body["prompt"]
-    library = await state.catalogues.get()
-    result = await _validate(state, user, body, library)
+    # One transaction from the catalogue lookup to the insert: a prompt costs one checkout and one
+    # commit. A refused prompt rolls it back, having written nothing.
     required = sorted(required_node_classes(prompt))
-    if not library.runnable_on(required):
-        _raise_unrunnable(prompt, body, library, required)
-    job_id = uuid.UUID(body["prompt_id"]) if body.get("prompt_id") is not None else uuid.uuid4()
-    extra_data, secrets = _extra_data(body, usage_source)
-    new = NewJob(
-        id=job_id,
-        user_id=user.id,
-        prompt=prompt,
-        extra_data=extra_data,
-        sealed_secrets=_seal(state, job_id, secrets),
-        client_id=body["client_id"] if isinstance(body.get("client_id"), str) else None,
-        outputs_to_execute=result.outputs_to_execute,
-        required_nodes=required,
-        workflow_id=_workflow_id(extra_data),
-        number=float(body["number"]) if "number" in body else None,
-    )
-    job = await _store(state, new, front=bool(body.get("front")))
+    async with state.database.session() as session:
+        # The live catalogues (for validation) and the catalogues that can run it, in one query.
+        routing = await CatalogueReadRepository(session).routing(required)
+        library = await state.catalogues.get(session, live=routing.live)
+        result = await _validate(session, user, body, library)
+        if not library.runnable_on(required):
+            _raise_unrunnable(prompt, body, library, required)
+        job_id = uuid.UUID(body["prompt_id"]) if body.get("prompt_id") is not None else uuid.uuid4()
+        extra_data, secrets = _extra_data(body, usage_source)
+        new = NewJob(
+            id=job_id,
+            user_id=user.id,
+            prompt=prompt,
+            extra_data=extra_data,
+            sealed_secrets=_seal(state, job_id, secrets),
+            client_id=body["client_id"] if isinstance(body.get("client_id"), str) else None,
+            outputs_to_execute=result.outputs_to_execute,
+            required_nodes=required,
+            workflow_id=_workflow_id(extra_data),
+            number=float(body["number"]) if "number" in body else None,
+        )
+        # Every catalogue that has all the classes, also of instances away now (they may come back).
+        new.runnable_on = routing.runnable
+        job = await _store(session, new, front=bool(body.get("front")))
+    # After the commit, so both the sockets and the dispatcher find the stored job.
     await state.publish_status(user.id, [(job.id, JobStatus.PENDING.value)])
     await state.dispatcher.nudge()
     # ComfyUI echoes an explicit number as a float (5 -> 5.0) and shows its counter as an integer.
@@ -97,29 +107,25 @@ async def submit(
     return Submitted(job.id, shown, result.node_errors)
 
 
-async def _store(state: IngestState, new: NewJob, *, front: bool) -> Job:
-    async with state.database.session() as session:
-        repo = JobRepository(session)
-        if new.number is None and front:
-            new.number = -float(await repo.next_number())  # ComfyUI: front = -counter
-        # Every catalogue that has all the classes, also of instances away now (they may come back).
-        new.runnable_on = await FleetRepository(session).catalogues_running(new.required_nodes)
-        try:
-            return await repo.create(new)
-        except DuplicateJob:
-            raise _duplicate(new.id) from None
+async def _store(session: AsyncSession, new: NewJob, *, front: bool) -> Job:
+    repo = JobRepository(session)
+    if new.number is None and front:
+        new.number = -float(await repo.next_number())  # ComfyUI: front = -counter
+    try:
+        return await repo.create(new)
+    except DuplicateJob:
+        raise _duplicate(new.id) from None
 
 
 async def _validate(
-    state: IngestState, user: AuthenticatedUser, body: dict[str, Any], library: NodeLibrary
+    session: AsyncSession, user: AuthenticatedUser, body: dict[str, Any], library: NodeLibrary
 ) -> ValidationResult:
     prompt = body["prompt"]
     # Only the caller's files exist for this prompt: look up what it names before validating.
     named = [value for _, _, value in file_inputs(prompt, library.object_info)]
     existing: set[str] = set()
     if named:
-        async with state.database.session() as session:
-            existing = await existing_file_values(session, user.id, named)
+        existing = await existing_file_values(session, user.id, named)
     return validate_prompt(
         prompt,
         library.object_info,

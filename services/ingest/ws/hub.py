@@ -67,6 +67,58 @@ class RunningNodes:
         return nodes
 
 
+class QueueCounts:
+    """Queue counts for `status` frames, shared by the events that arrive while one waits to start.
+
+    A status frame must carry a count read after its event arrived. So a count requested while another
+    one of the same user is still running cannot reuse that one: it waits for it, then runs, and every
+    request made meanwhile shares it (the count it reads is as fresh as theirs would have been). A
+    burst of status events thus costs one or two queries per user instead of one each, which is what
+    kept the socket writers, waiting on counts, from keeping up under load.
+    """
+
+    def __init__(self, count: QueueCounter) -> None:
+        self._count = count
+        self._waiting: dict[uuid.UUID, asyncio.Future[int]] = {}  # not started yet: joinable
+        self._running: dict[uuid.UUID, asyncio.Future[int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def request(self, user_id: uuid.UUID) -> asyncio.Future[int]:
+        waiting = self._waiting.get(user_id)
+        if waiting is not None:
+            return waiting
+        result: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        result.add_done_callback(_consume_exception)
+        self._waiting[user_id] = result
+        task = asyncio.ensure_future(self._run(user_id, result, self._running.get(user_id)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return result
+
+    async def _run(
+        self, user_id: uuid.UUID, result: asyncio.Future[int], before: asyncio.Future[int] | None
+    ) -> None:
+        if before is not None:
+            await asyncio.wait([before])  # its outcome is its requesters' business
+        # From here on the count reads the database: later requests need one of their own.
+        self._waiting.pop(user_id, None)
+        self._running[user_id] = result
+        try:
+            count = await self._count(user_id)
+        except Exception as exc:
+            if not result.done():
+                result.set_exception(exc)
+        except BaseException:
+            result.cancel()
+            raise
+        else:
+            if not result.done():
+                result.set_result(count)
+        finally:
+            if self._running.get(user_id) is result:
+                del self._running[user_id]
+
+
 class _Variants:
     """The wire forms of one event, each built at most once however many sockets receive it."""
 
@@ -112,6 +164,7 @@ class Hub:
     def __init__(self, broadcaster: Broadcaster, count_queue: QueueCounter) -> None:
         self.broadcaster = broadcaster
         self.count_queue = count_queue
+        self.counts = QueueCounts(count_queue)
         self.running = RunningNodes()
         self._clients: dict[uuid.UUID, set[Client]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -185,8 +238,7 @@ class Hub:
         def shared_count() -> asyncio.Future[int]:
             nonlocal count
             if count is None:
-                count = asyncio.ensure_future(self.count_queue(user_id))
-                count.add_done_callback(_consume_exception)
+                count = self.counts.request(user_id)
             return count
 
         variants = _Variants(event, shared_count)
