@@ -47,10 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--sim-workers", type=int, default=1, help="simulated ComfyUI servers (with --sim)")
     up.add_argument("--sim-port", type=int, default=8188, help="first simulator port (with --sim)")
     up.add_argument("--force-dev-mode", action="store_true", help="allow credential-less access off loopback")
+    _comfyui_process_options(up)
     up.set_defaults(handler=_up)
 
     serve = commands.add_parser("serve", help="run one service, configured by environment variables")
     serve.add_argument("service", choices=SERVICES)
+    _comfyui_process_options(serve, note=" (inference only; same as INFERENCE_COMFYUI_DIR/_ARGS)")
     serve.set_defaults(handler=_serve)
 
     apikey = commands.add_parser("apikey", help="manage API keys")
@@ -71,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(handler=_sim)
     return parser
+
+
+def _comfyui_process_options(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument(
+        "--comfyui-dir",
+        type=Path,
+        help="start and supervise ComfyUI's main.py from this directory, listening where the ComfyUI URL "
+        "points; restarted when it dies" + note,
+    )
+    parser.add_argument(
+        "--comfyui-args", default="", help='extra flags for the supervised ComfyUI, e.g. "--cpu"' + note
+    )
 
 
 def database_url_for(data_dir: Path) -> str:
@@ -99,7 +113,11 @@ def _up(args: argparse.Namespace) -> None:
         sim_workers=args.sim_workers,
         sim_port=args.sim_port,
         force_dev_mode=args.force_dev_mode,
+        comfyui_dir=args.comfyui_dir.resolve() if args.comfyui_dir else None,
+        comfyui_args=args.comfyui_args,
     )
+    if args.comfyui_dir and args.sim:
+        sys.exit("--comfyui-dir and --sim exclude each other")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_stack(options))
 
@@ -120,6 +138,13 @@ def _serve(args: argparse.Namespace) -> None:
         from services.inference.app import create_app  # type: ignore[assignment]
         from services.inference.config import InferenceSettings as Settings  # type: ignore[assignment]
 
+    if args.comfyui_dir or args.comfyui_args:
+        if args.service != "inference":
+            sys.exit("--comfyui-dir and --comfyui-args are options of `serve inference`")
+        if args.comfyui_dir:
+            os.environ["INFERENCE_COMFYUI_DIR"] = str(args.comfyui_dir.resolve())
+        if args.comfyui_args:
+            os.environ["INFERENCE_COMFYUI_ARGS"] = args.comfyui_args
     settings = load_settings(Settings)
     configure_logging(f"comfy-cloud-{args.service}", settings.log_level, settings.log_format)
     app = create_app(settings)  # type: ignore[arg-type]
@@ -135,6 +160,9 @@ def _serve(args: argparse.Namespace) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
         ws_ping_interval=20,
+        # Decline permessage-deflate: the messages are small JSON and already-compressed previews, and
+        # deflating each one cost ingest and every client CPU for no gain on a LAN or loopback.
+        ws_per_message_deflate=False,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -37,6 +38,11 @@ class StackOptions:
     sim_workers: int = 1
     sim_port: int = 8188
     force_dev_mode: bool = False
+    # Supervise ComfyUI from this checkout: each inference instance starts its own main.py on the port
+    # of its ComfyUI URL, with input/output/temp/user directories of its own under the data dir (two
+    # ComfyUIs sharing an output directory would overwrite each other's files).
+    comfyui_dir: Path | None = None
+    comfyui_args: str = ""
 
 
 @dataclass
@@ -105,6 +111,9 @@ def plan(options: StackOptions, database_url: str) -> list[Child]:
             "INSTANCE_ID": _instance_id(data, i),
             "ADVERTISE_URL": f"http://127.0.0.1:{port}",
         }
+        if options.comfyui_dir is not None and not options.simulate:
+            env["INFERENCE_COMFYUI_DIR"] = str(options.comfyui_dir)
+            env["INFERENCE_COMFYUI_ARGS"] = _comfyui_args(options, data / "comfyui" / str(i))
         children.append(Child(f"inference-{i}", [*serve, "inference"], env, None))
     ingest_env = {
         **common,
@@ -118,6 +127,13 @@ def plan(options: StackOptions, database_url: str) -> list[Child]:
         Child("ingest", [*serve, "ingest"], ingest_env, f"http://{ready_host}:{options.ingest_port}/ready")
     )
     return children
+
+
+def _comfyui_args(options: StackOptions, home: Path) -> str:
+    own_dirs = [
+        f"--{kind}-directory {shlex.quote(str(home / kind))}" for kind in ("input", "output", "temp", "user")
+    ]
+    return " ".join([*own_dirs, options.comfyui_args]).strip()
 
 
 async def run_stack(options: StackOptions) -> None:
