@@ -22,8 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-import websockets
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,7 +41,10 @@ def prompt(color: int) -> dict[str, Any]:
 
 
 class Waiter:
-    """One WebSocket; resolves a future per prompt_id when its execution_success arrives."""
+    """One WebSocket; resolves a future per prompt_id when its execution_success arrives.
+
+    Lean on purpose, so that the figures measure the stack rather than this client: aiohttp without
+    permessage-deflate, and only the frames that name `execution_success` are parsed."""
 
     def __init__(self, ws_url: str) -> None:
         self.client_id = uuid.uuid4().hex
@@ -51,20 +53,24 @@ class Waiter:
         self.early: dict[str, float] = {}
 
     async def __aenter__(self) -> Waiter:
-        self.ws = await websockets.connect(self.url, max_size=None)
-        await self.ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, max_msg_size=0, compress=0)
+        await self.ws.send_str(
+            json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+        )
         self.task = asyncio.create_task(self._read())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.task.cancel()
         await self.ws.close()
+        await self.session.close()
 
     async def _read(self) -> None:
         async for frame in self.ws:
-            if isinstance(frame, bytes):
+            if frame.type is not aiohttp.WSMsgType.TEXT or "execution_success" not in frame.data:
                 continue
-            message = json.loads(frame)
+            message = json.loads(frame.data)
             if message["type"] != "execution_success":
                 continue
             prompt_id = message["data"]["prompt_id"]
@@ -83,19 +89,21 @@ class Waiter:
         return future
 
 
-async def one_job(http: httpx.AsyncClient, waiter: Waiter, path: str, color: int) -> float:
+async def one_job(http: aiohttp.ClientSession, waiter: Waiter, path: str, color: int) -> float:
     prompt_id = str(uuid.uuid4())
     started = time.perf_counter()
-    response = await http.post(path, json={"prompt": prompt(color), "client_id": waiter.client_id,
-                                           "prompt_id": prompt_id})  # fmt: skip
-    response.raise_for_status()
+    async with http.post(path, json={"prompt": prompt(color), "client_id": waiter.client_id,
+                                     "prompt_id": prompt_id}) as response:  # fmt: skip
+        response.raise_for_status()
+        await response.read()
     done = await asyncio.wait_for(waiter.expect(prompt_id), 30)
     return (done - started) * 1000
 
 
 async def latencies(base: str, path: str, runs: int) -> list[float]:
     ws_url = base.replace("http://", "ws://") + "/ws"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http, Waiter(ws_url) as waiter:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base, timeout=timeout) as http, Waiter(ws_url) as waiter:
         for i in range(10):  # warm connections and caches
             await one_job(http, waiter, path, 10_000 + i)
         return [await one_job(http, waiter, path, i) for i in range(runs)]
@@ -109,8 +117,9 @@ def pct(values: list[float], q: float) -> float:
 async def throughput(stack: Stack, jobs: int, concurrency: int) -> tuple[float, float]:
     """(jobs/s from first submit to last execution_success, submit rate)."""
     ws_url = stack.ingest_url.replace("http://", "ws://") + "/ws"
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=stack.ingest_url, timeout=60, limits=limits) as http, \
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(stack.ingest_url, connector=connector, timeout=timeout) as http, \
             Waiter(ws_url) as waiter:  # fmt: skip
         gate = asyncio.Semaphore(concurrency)
         futures: list[asyncio.Future[float]] = []
@@ -118,29 +127,27 @@ async def throughput(stack: Stack, jobs: int, concurrency: int) -> tuple[float, 
         async def submit(i: int) -> None:
             prompt_id = str(uuid.uuid4())
             futures.append(waiter.expect(prompt_id))
-            async with gate:
-                response = await http.post("/api/prompt", json={"prompt": prompt(i), "prompt_id": prompt_id,
-                                                                "client_id": waiter.client_id})  # fmt: skip
+            body = {"prompt": prompt(i), "prompt_id": prompt_id, "client_id": waiter.client_id}
+            async with gate, http.post("/api/prompt", json=body) as response:
                 response.raise_for_status()
+                await response.read()
 
         started = time.perf_counter()
         await asyncio.gather(*(submit(i) for i in range(jobs)))
         submitted = time.perf_counter()
-        try:
-            finished = await asyncio.wait_for(asyncio.gather(*futures), 120)
-        except TimeoutError:
-            missing = sum(1 for f in futures if not f.done())
-            raise RuntimeError(
-                f"{missing} of {jobs} jobs sent no execution_success\n{stack.logs(15)}"
-            ) from None
-        elapsed = max(finished) - started
+        # asyncio.wait, not wait_for: a timeout must leave the late futures pending to be counted.
+        _, late = await asyncio.wait(futures, timeout=120)
+        if late:
+            raise RuntimeError(f"{len(late)} of {jobs} jobs sent no execution_success\n{stack.logs(15)}")
+        elapsed = max(future.result() for future in futures) - started
     return jobs / elapsed, jobs / (submitted - started)
 
 
 async def wait_for_workers(stack: Stack, count: int) -> None:
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         for _ in range(300):
-            body = (await http.get(f"{stack.dispatcher_url}/instances")).json()
+            async with http.get(f"{stack.dispatcher_url}/instances") as response:
+                body = await response.json()
             instances = body["instances"] if isinstance(body, dict) else body
             if sum(1 for i in instances if i.get("status") == "live") >= count:
                 return

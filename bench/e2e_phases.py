@@ -27,9 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
-import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,21 +54,28 @@ async def run(stack: Stack, jobs: int, warmup: int) -> None:
     client_id = uuid.uuid4().hex
     ws_url = stack.ingest_url.replace("http://", "ws://") + f"/ws?clientId={client_id}"
     rows = []
-    async with websockets.connect(ws_url, max_size=None) as ws, \
-            httpx.AsyncClient(base_url=stack.ingest_url, timeout=30) as http:  # fmt: skip
-        await ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+    async with aiohttp.ClientSession(stack.ingest_url, timeout=aiohttp.ClientTimeout(total=30)) as http, \
+            http.ws_connect(ws_url, max_msg_size=0, compress=0) as ws:  # fmt: skip
+        await ws.send_str(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         for i in range(warmup + jobs):
             prompt_id = str(uuid.uuid4())
             t0 = time.time()
             body = {"prompt": prompt(i), "client_id": client_id, "prompt_id": prompt_id}
-            (await http.post("/api/prompt", json=body)).raise_for_status()
+            async with http.post("/api/prompt", json=body) as response:
+                response.raise_for_status()
+                await response.read()
             t_post = time.time()
             first = None
             while True:
-                frame = await ws.recv()
-                if isinstance(frame, bytes):
+                frame = await ws.receive()
+                if frame.type is aiohttp.WSMsgType.BINARY:
                     continue
-                message = json.loads(frame)
+                if frame.type is not aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"the /ws closed: {frame.type.name}")
+                # Only the first frame of each job and its success are needed: skip the parsing of the rest.
+                if first is not None and "execution_success" not in frame.data:
+                    continue
+                message = json.loads(frame.data)
                 data = message.get("data")
                 if isinstance(data, dict) and data.get("prompt_id") == prompt_id:
                     first = first or (message["type"], time.time())

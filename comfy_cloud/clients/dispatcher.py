@@ -1,6 +1,6 @@
 """`DispatcherClient`: the dispatcher's API as ingest and inference call it (see CONTRIBUTING.md).
 
-One long-lived `httpx.AsyncClient` with explicit timeouts; transport failures become
+One long-lived aiohttp session (opened on first use) with explicit timeouts; transport failures become
 `ServiceUnavailable` (`Unreachable`/`NoAnswer`), answers the contract lists become typed errors.
 """
 
@@ -13,14 +13,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from comfy_cloud.clients.errors import map_transport_errors, rejected
+from comfy_cloud.clients.http import Answer, LazySession, client_timeout, fetch
 from comfy_cloud.errors import Conflict, NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=2.0, read=10.0, write=10.0, pool=5.0)
+DEFAULT_TIMEOUT = client_timeout(connect=2.0, read=10.0, pool=5.0)
 
 
 class UnknownCatalogue(Conflict):
@@ -60,11 +61,10 @@ class DispatcherClient:
         self,
         base_url: str,
         *,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = LazySession(timeout=timeout)
         self._nudge_task: asyncio.Task[None] | None = None
         self._nudge_again = False
 
@@ -82,9 +82,9 @@ class DispatcherClient:
 
     async def dispatch(self) -> int:
         """Run a scheduling pass now and wait for it; how many jobs it handed out."""
-        response = await self._request("POST", "/dispatch")
-        self._expect(response, 200, 202)
-        return int(response.json()["assigned"])
+        answer = await self._request("POST", "/dispatch")
+        self._expect(answer, 200, 202)
+        return int(answer.json()["assigned"])
 
     async def nudge(self) -> None:
         """Fire and forget: ask for a scheduling pass without waiting for it. Nudges made while one is in
@@ -108,16 +108,16 @@ class DispatcherClient:
             self._nudge_again = False
 
     async def put_catalogue(self, catalogue_hash: str, object_info: dict[str, Any]) -> None:
-        response = await self._request("PUT", f"/catalogues/{catalogue_hash}", json=object_info)
-        self._expect(response, 200, 204)
+        answer = await self._request("PUT", f"/catalogues/{catalogue_hash}", json=object_info)
+        self._expect(answer, 200, 204)
 
     async def register(self, registration: InstanceRegistration) -> RegistrationTerms:
         """Raises UnknownCatalogue (409) when the catalogue must be PUT first."""
-        response = await self._request("POST", "/instances/register", json=registration.to_json())
-        if response.status_code == 409:
+        answer = await self._request("POST", "/instances/register", json=registration.to_json())
+        if answer.status == 409:
             raise UnknownCatalogue(f"catalogue {registration.catalogue_hash} is unknown to the dispatcher")
-        self._expect(response, 200)
-        body = response.json()
+        self._expect(answer, 200)
+        body = answer.json()
         return RegistrationTerms(float(body["heartbeat_interval"]), float(body["lease_seconds"]))
 
     async def heartbeat(
@@ -126,39 +126,40 @@ class DispatcherClient:
         """Renew the leases of `running`; the status of each job still the instance's (a job missing
         from the answer is not: drop it; `cancelling`: interrupt it). Raises InstanceNotRegistered."""
         body = {"healthy": healthy, "running": [str(job_id) for job_id in running]}
-        response = await self._request("POST", f"/instances/{instance_id}/heartbeat", json=body)
-        if response.status_code == 404:
+        answer = await self._request("POST", f"/instances/{instance_id}/heartbeat", json=body)
+        if answer.status == 404:
             raise InstanceNotRegistered(f"instance {instance_id} must register again")
-        self._expect(response, 200)
-        return {uuid.UUID(job_id): status for job_id, status in response.json()["jobs"].items()}
+        self._expect(answer, 200)
+        return {uuid.UUID(job_id): status for job_id, status in answer.json()["jobs"].items()}
 
     async def cancel(self, job_id: uuid.UUID) -> bool:
         """True when the job is cancelled or being cancelled; False when it had already ended."""
-        response = await self._request("POST", f"/jobs/{job_id}/cancel")
-        if response.status_code == 404:
+        answer = await self._request("POST", f"/jobs/{job_id}/cancel")
+        if answer.status == 404:
             raise JobNotFound(f"job {job_id} is unknown to the dispatcher")
-        self._expect(response, 200)
-        return bool(response.json()["cancelled"])
+        self._expect(answer, 200)
+        return bool(answer.json()["cancelled"])
 
     async def instances(self) -> list[dict[str, Any]]:
-        response = await self._request("GET", "/instances")
-        self._expect(response, 200)
-        return list(response.json()["instances"])
+        answer = await self._request("GET", "/instances")
+        self._expect(answer, 200)
+        return list(answer.json()["instances"])
 
     async def queue(self) -> dict[str, Any]:
         """Queue depth per status and the jobs waiting for a capability no live instance offers."""
-        response = await self._request("GET", "/queue")
-        self._expect(response, 200)
-        return dict(response.json())
+        answer = await self._request("GET", "/queue")
+        self._expect(answer, 200)
+        return dict(answer.json())
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        with map_transport_errors("dispatcher", f"{self.base_url}{path}"):
-            return await self._http.request(method, path, **kwargs)
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        url = f"{self.base_url}{path}"
+        with map_transport_errors("dispatcher", url):
+            return await fetch(self._http.get(), method, url, **kwargs)
 
     @staticmethod
-    def _expect(response: httpx.Response, *ok: int) -> None:
-        if response.status_code in ok:
+    def _expect(answer: Answer, *ok: int) -> None:
+        if answer.status in ok:
             return
-        if response.status_code >= 500:
-            raise ServiceUnavailable(f"dispatcher answered {response.status_code}: {response.text[:200]}")
-        raise rejected("dispatcher", response)
+        if answer.status >= 500:
+            raise ServiceUnavailable(f"dispatcher answered {answer.status}: {answer.text[:200]}")
+        raise rejected("dispatcher", answer)

@@ -4,8 +4,8 @@
   - ServiceUnavailable (503): no usable answer
     - Unreachable: the request never reached the service (refused, DNS, connect or pool timeout);
       it had no effect, so it is safe to retry or to give the work to someone else
-    - NoAnswer: the request was sent but no answer came back (read/write timeout, dropped
-      connection); it may or may not have taken effect
+    - NoAnswer: the request was sent but no answer came back (read timeout, dropped connection,
+      garbled answer); it may or may not have taken effect
   - UpstreamRejected (502): the service answered with a status the contract does not list
   - per-client errors for the answers the contract does list (e.g. `InstanceFull`, `UnknownCatalogue`)
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
+import aiohttp
 
+from comfy_cloud.clients.http import Answer
 from comfy_cloud.errors import AppError, ServiceUnavailable
 
 
@@ -38,8 +39,10 @@ class UpstreamRejected(AppError):
         super().__init__(message)
 
 
-# Failures before a byte of the request left: the peer cannot have acted on it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# Failures before a byte of the request left: the peer cannot have acted on it. (Refused, DNS and
+# TLS failures are ClientConnectorErrors; ConnectionTimeoutError covers connecting and waiting for a
+# free connection.)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
 
 
 @contextmanager
@@ -48,14 +51,12 @@ def map_transport_errors(service: str, url: str) -> Iterator[None]:
         yield
     except _NOT_SENT as exc:
         raise Unreachable(f"{service} at {url} is unreachable: {type(exc).__name__} {exc}") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise NoAnswer(f"{service} at {url} did not answer: {type(exc).__name__} {exc}") from exc
 
 
-def rejected(service: str, response: httpx.Response) -> UpstreamRejected:
-    request = response.request
-    body = response.text[:200] if response.content else ""
+def rejected(service: str, answer: Answer) -> UpstreamRejected:
     return UpstreamRejected(
-        f"{service} answered {response.status_code} to {request.method} {request.url}: {body}",
-        status=response.status_code,
+        f"{service} answered {answer.status} to {answer.method} {answer.url}: {answer.text[:200]}",
+        status=answer.status,
     )

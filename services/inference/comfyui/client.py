@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
 
+from comfy_cloud.clients.http import Answer, LazySession, client_timeout, fetch
 from comfy_cloud.errors import AppError, BadRequest, NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -66,27 +68,38 @@ class QueueSnapshot:
     pending: frozenset[str]
 
 
+class ViewStream:
+    """A `/view` answer being received: its headers, and its body chunk by chunk as it arrives."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self._response = response
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+
 @contextlib.contextmanager
 def _map_errors(what: str) -> Iterator[None]:
-    """Translate httpx failures once, here: a transport problem means ComfyUI is unavailable."""
+    """Translate aiohttp failures once, here: a transport problem means ComfyUI is unavailable."""
     try:
         yield
-    except httpx.HTTPStatusError as exc:
-        code = exc.response.status_code
-        error = ComfyUIUnavailable if code >= 500 else ComfyUIError
-        raise error(f"{what}: ComfyUI answered {code}") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise ComfyUIUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _expect_success(status: int, what: str) -> None:
+    if not 200 <= status < 300:
+        error = ComfyUIUnavailable if status >= 500 else ComfyUIError
+        raise error(f"{what}: ComfyUI answered {status}")
 
 
 class ComfyUIClient:
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        self._http = LazySession(
+            timeout=client_timeout(connect=min(timeout, 5.0), read=timeout, pool=timeout),
             headers={"User-Agent": "comfy-cloud-inference"},
-            follow_redirects=False,
         )
         # None until found out; ComfyUI versions differ (protocol reference §8.1).
         self.has_jobs_api: bool | None = None
@@ -106,69 +119,61 @@ class ComfyUIClient:
     ) -> dict[str, Any]:
         """Queue the prompt under our prompt_id; a 400 raises PromptRejected."""
         body = {"prompt": prompt, "prompt_id": prompt_id, "client_id": client_id, "extra_data": extra_data}
-        with _map_errors("POST /prompt"):
-            response = await self._http.post("/api/prompt", json=body)
-            if response.status_code == 400:
-                answer = _json_or_none(response) or {}
-                error = answer.get("error")
-                if not isinstance(error, dict):
-                    error = {"type": "invalid_prompt", "message": str(error or "prompt rejected")}
-                raise PromptRejected(error, answer.get("node_errors") or {})
-            response.raise_for_status()
-            answer = response.json()
-        if answer.get("prompt_id") != prompt_id:
+        answer = await self._call("POST", "/api/prompt", "POST /prompt", json=body)
+        if answer.status == 400:
+            refusal = _json_or_none(answer) or {}
+            error = refusal.get("error")
+            if not isinstance(error, dict):
+                error = {"type": "invalid_prompt", "message": str(error or "prompt rejected")}
+            raise PromptRejected(error, refusal.get("node_errors") or {})
+        queued = _json(answer, "POST /prompt")
+        if queued.get("prompt_id") != prompt_id:
             # ComfyUI before 0.3.45 ignores a client's prompt_id: its events would never be ours.
-            await self.cancel(str(answer.get("prompt_id")))
-            raise PromptIdIgnored(f"ComfyUI queued the prompt as {answer.get('prompt_id')}, not {prompt_id}")
-        if answer.get("node_errors"):
-            log.warning("ComfyUI dropped outputs that failed validation: %s", sorted(answer["node_errors"]))
-        return answer
+            await self.cancel(str(queued.get("prompt_id")))
+            raise PromptIdIgnored(f"ComfyUI queued the prompt as {queued.get('prompt_id')}, not {prompt_id}")
+        if queued.get("node_errors"):
+            log.warning("ComfyUI dropped outputs that failed validation: %s", sorted(queued["node_errors"]))
+        return queued
 
     async def cancel(self, prompt_id: str) -> None:
         """Stop the prompt whether pending or running: per-job cancel (0.26+), else dequeue it and
         interrupt it by id (0.3.57+; older servers interrupt whatever runs, which is ours anyway)."""
         if self.has_job_cancel is not False:
-            with _map_errors("POST /api/jobs/{id}/cancel"):
-                response = await self._http.post(f"/api/jobs/{prompt_id}/cancel")
-                if response.status_code in (404, 405):
-                    self.has_job_cancel = False
-                else:
-                    response.raise_for_status()
-                    self.has_job_cancel = True
-                    return
-        with _map_errors("POST /queue delete"):
-            (await self._http.post("/api/queue", json={"delete": [prompt_id]})).raise_for_status()
-        with _map_errors("POST /interrupt"):
-            (await self._http.post("/api/interrupt", json={"prompt_id": prompt_id})).raise_for_status()
+            what = "POST /api/jobs/{id}/cancel"
+            answer = await self._call("POST", f"/api/jobs/{prompt_id}/cancel", what)
+            if answer.status in (404, 405):
+                self.has_job_cancel = False
+            else:
+                _expect_success(answer.status, what)
+                self.has_job_cancel = True
+                return
+        answer = await self._call("POST", "/api/queue", "POST /queue delete", json={"delete": [prompt_id]})
+        _expect_success(answer.status, "POST /queue delete")
+        answer = await self._call("POST", "/api/interrupt", "POST /interrupt", json={"prompt_id": prompt_id})
+        _expect_success(answer.status, "POST /interrupt")
 
     # -- state of a prompt -------------------------------------------------------------------------
 
     async def history_entry(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry, or None while the prompt has not finished (or was forgotten)."""
-        with _map_errors("GET /history/{id}"):
-            response = await self._http.get(f"/api/history/{prompt_id}")
-            response.raise_for_status()
-            entry = response.json().get(prompt_id)
+        entry = (await self._get_json(f"/api/history/{prompt_id}", "GET /history/{id}")).get(prompt_id)
         return entry if isinstance(entry, dict) else None
 
     async def job(self, prompt_id: str) -> dict[str, Any] | None:
         """`GET /api/jobs/{id}` (0.6.0+): the job, or None if unknown. Sets has_jobs_api; callers
         check it first and use queue/history on servers without the jobs API."""
-        with _map_errors("GET /api/jobs/{id}"):
-            response = await self._http.get(f"/api/jobs/{prompt_id}")
-            if response.status_code == 404:
-                # ComfyUI's "Job not found" is JSON; a missing route is aiohttp's plain text.
-                self.has_jobs_api = isinstance(_json_or_none(response), dict)
-                return None
-            response.raise_for_status()
-            self.has_jobs_api = True
-            return response.json()
+        what = "GET /api/jobs/{id}"
+        answer = await self._call("GET", f"/api/jobs/{prompt_id}", what)
+        if answer.status == 404:
+            # ComfyUI's "Job not found" is JSON; a missing route is aiohttp's plain text.
+            self.has_jobs_api = isinstance(_json_or_none(answer), dict)
+            return None
+        job = _json(answer, what)
+        self.has_jobs_api = True
+        return job
 
     async def queue(self) -> QueueSnapshot:
-        with _map_errors("GET /queue"):
-            response = await self._http.get("/api/queue")
-            response.raise_for_status()
-            body = response.json()
+        body = await self._get_json("/api/queue", "GET /queue")
         return QueueSnapshot(
             running=frozenset(_ids(body.get("queue_running"))),
             pending=frozenset(_ids(body.get("queue_pending"))),
@@ -177,27 +182,27 @@ class ComfyUIClient:
     # -- files -------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def view(self, filename: str, subfolder: str, type_: str) -> AsyncIterator[httpx.Response]:
-        """Stream one file from `/view`; iterate `response.aiter_bytes()` inside the block."""
+    async def view(self, filename: str, subfolder: str, type_: str) -> AsyncIterator[ViewStream]:
+        """Stream one file from `/view`; iterate `stream.aiter_bytes()` inside the block."""
         params = {"filename": filename, "subfolder": subfolder, "type": type_}
+        url = f"{self.base_url}/api/view"
         with _map_errors("GET /view"):
-            async with self._http.stream("GET", "/api/view", params=params) as response:
-                if response.status_code == 404:
+            async with self._http.get().get(url, params=params, allow_redirects=False) as response:
+                if response.status == 404:
                     raise ViewNotFound(
                         f"ComfyUI has no {type_} file {subfolder}/{filename}".replace("//", "/")
                     )
-                response.raise_for_status()
-                yield response
+                _expect_success(response.status, "GET /view")
+                yield ViewStream(response)
 
     async def upload_input(self, path: Path, name: str, subfolder: str, content_type: str) -> dict[str, Any]:
         """Put a file into ComfyUI's input directory (`/upload/image` takes any file), overwriting:
         names are content-addressed, so an existing file has these very bytes."""
-        data = {"type": "input", "subfolder": subfolder, "overwrite": "true"}
-        with _map_errors("POST /upload/image"), path.open("rb") as file:
-            files = {"image": (name, file, content_type)}
-            response = await self._http.post("/api/upload/image", data=data, files=files)
-            response.raise_for_status()
-            return response.json()
+        with path.open("rb") as file:
+            form = aiohttp.FormData({"type": "input", "subfolder": subfolder, "overwrite": "true"})
+            form.add_field("image", file, filename=name, content_type=content_type)
+            answer = await self._call("POST", "/api/upload/image", "POST /upload/image", data=form)
+        return _json(answer, "POST /upload/image")
 
     # -- capabilities ------------------------------------------------------------------------------
 
@@ -209,31 +214,39 @@ class ComfyUIClient:
 
     async def features(self) -> dict[str, Any]:
         """Server feature flags (0.3.45+); {} on older servers."""
-        with _map_errors("GET /features"):
-            response = await self._http.get("/api/features")
-            if response.status_code == 404:
-                return {}
-            response.raise_for_status()
-            return response.json()
+        answer = await self._call("GET", "/api/features", "GET /features")
+        if answer.status == 404:
+            return {}
+        return _json(answer, "GET /features")
 
     async def alive(self) -> bool:
+        quick = client_timeout(connect=3.0, read=3.0, pool=3.0)
         try:
-            with _map_errors("GET /prompt"):
-                (await self._http.get("/api/prompt", timeout=3.0)).raise_for_status()
+            answer = await self._call("GET", "/api/prompt", "GET /prompt", timeout=quick)
+            _expect_success(answer.status, "GET /prompt")
         except ComfyUIError:
             return False
         return True
 
-    async def _get_json(self, path: str) -> dict[str, Any]:
-        with _map_errors(f"GET {path}"):
-            response = await self._http.get(path)
-            response.raise_for_status()
-            return response.json()
+    async def _get_json(self, path: str, what: str | None = None) -> dict[str, Any]:
+        what = what or f"GET {path}"
+        return _json(await self._call("GET", path, what), what)
+
+    async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Answer:
+        """The whole answer, whatever its status; transport failures raise ComfyUIUnavailable."""
+        with _map_errors(what):
+            return await fetch(self._http.get(), method, f"{self.base_url}{path}", **kwargs)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json(answer: Answer, what: str) -> Any:
+    """The body of a successful answer (ComfyUIError/ComfyUIUnavailable for any other status)."""
+    _expect_success(answer.status, what)
+    return answer.json()
+
+
+def _json_or_none(answer: Answer) -> Any:
     try:
-        return response.json()
+        return answer.json()
     except ValueError:
         return None
 

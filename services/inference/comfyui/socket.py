@@ -131,6 +131,9 @@ class SocketFollower:
                     open_timeout=self._open_timeout,
                     close_timeout=5,
                     max_size=None,  # full-size PNG previews (SaveImageWebsocket) are large
+                    # ComfyUI is on loopback or in the cluster: permessage-deflate would only cost CPU
+                    # on both sides for every message (a third of this socket's receive cost here).
+                    compression=None,
                     proxy=None,
                     origin=None,  # never an Origin: a loopback ComfyUI refuses mismatches (§1.2)
                 ) as ws:
