@@ -12,8 +12,9 @@ Receiving: a dedicated asyncpg connection (not from any pool) LISTENs. A keepali
 `keepalive_interval` notices a connection that died silently; on any failure it reconnects with
 capped exponential backoff. Notifications sent while it is disconnected are lost (PostgreSQL keeps
 none for absent listeners): `ready` is false meanwhile, and consumers re-read state from the
-database. A single task resolves notifications in arrival order, fetching by-reference payloads, so a
-large event never overtakes the small ones behind it.
+database. An inline notification is decoded and delivered as it arrives; a by-reference one, and
+every notification behind it until it is resolved, goes through a single task that fetches payloads
+in arrival order, so a large event never overtakes the small ones behind it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 
 import asyncpg
 
-from comfy_cloud.broadcast.base import Broadcaster
+from comfy_cloud.broadcast.base import Broadcaster, Listener
 from comfy_cloud.broadcast.events import JobEvent
 from comfy_cloud.broadcast.subscription import DEFAULT_MAX_QUEUED, BroadcastError, Subscription
 from database.engine import sync_url
@@ -92,6 +93,7 @@ class PostgresBroadcaster(Broadcaster):
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._unresolved = 0  # notifications put in the inbox and not yet delivered
         self._tasks: list[asyncio.Task[None]] = []
         # Postgres drops a NOTIFY identical to one already queued in the same transaction: a
         # counter makes every payload distinct (JobEvent.from_json ignores the extra field).
@@ -160,9 +162,16 @@ class PostgresBroadcaster(Broadcaster):
         self._end_subscriptions()
 
     def subscribe(self, *, max_queued: int | None = None, hard_limit: int | None = None) -> Subscription:
+        self._check_listening()
+        return super().subscribe(max_queued=max_queued, hard_limit=hard_limit)
+
+    def listen(self, callback: Listener) -> Callable[[], None]:
+        self._check_listening()
+        return super().listen(callback)
+
+    def _check_listening(self) -> None:
         if not self._listen:
             raise BroadcastError("this broadcaster only publishes (listen=False)")
-        return super().subscribe(max_queued=max_queued, hard_limit=hard_limit)
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -190,6 +199,22 @@ class PostgresBroadcaster(Broadcaster):
         except _CONNECTION_ERRORS as exc:
             raise BroadcastError(f"cannot publish {len(events)} event(s): {exc}") from exc
 
+    def inline_payloads(self, database_url: str, events: Sequence[JobEvent]) -> list[str] | None:
+        """The NOTIFY payloads of `events`, for a caller that sends them on `channel` itself, with
+        pg_notify() in a statement of its own on `database_url` (saving the round trip of a publish;
+        delivered on its commit, like a publish). None when that is not this broadcaster's database
+        or an event is too large to go inline: publish() them then."""
+        if self._closing or sync_url(database_url) != self._dsn:
+            return None
+        payloads = [self._encode(event) for event in events]
+        if any(len(payload.encode()) > self._max_inline for payload in payloads):
+            return None
+        return payloads
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
     def _encode(self, event: JobEvent) -> str:
         body = event.to_json()
         return f'{{"n":{next(self._nonce)},{body[1:]}'
@@ -197,7 +222,20 @@ class PostgresBroadcaster(Broadcaster):
     # -- receiving ---------------------------------------------------------------------------------
 
     def _on_notification(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
-        self._inbox.put_nowait(payload)
+        if self._unresolved or payload.startswith(_REF_PREFIX):
+            # Behind (or itself) a payload to fetch: the resolving task keeps the order.
+            self._unresolved += 1
+            self._inbox.put_nowait(payload)
+        else:
+            self._decode_and_deliver(payload)
+
+    def _decode_and_deliver(self, payload: str) -> None:
+        try:
+            event = JobEvent.from_json(payload)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed notification on %s", self._channel)
+            return
+        self._deliver(event)
 
     async def _listen_forever(self) -> None:
         delay = 0.05
@@ -245,17 +283,14 @@ class PostgresBroadcaster(Broadcaster):
 
     async def _resolve_forever(self) -> None:
         while True:
-            payload = await self._inbox.get()
-            if payload.startswith(_REF_PREFIX):
-                payload = await self._fetch_reference(payload)
-                if payload is None:
-                    continue
+            payload: str | None = await self._inbox.get()
             try:
-                event = JobEvent.from_json(payload)
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignored a malformed notification on %s", self._channel)
-                continue
-            self._deliver(event)
+                if payload is not None and payload.startswith(_REF_PREFIX):
+                    payload = await self._fetch_reference(payload)
+                if payload is not None:
+                    self._decode_and_deliver(payload)
+            finally:
+                self._unresolved -= 1
 
     async def _fetch_reference(self, note: str) -> str | None:
         try:

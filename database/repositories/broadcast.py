@@ -8,6 +8,7 @@ waits behind, nor holds, the connections of API requests. The caller owns the tr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -22,6 +23,15 @@ _NOTIFY = "SELECT pg_notify($1, $2)"
 _NOTIFY_ALL = "SELECT count(pg_notify($1, payload)) FROM unnest($2::text[]) AS payload"
 _LISTENER_PIDS = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
 _TERMINATE = "SELECT pg_terminate_backend($1)"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """NOTIFY payloads that a statement sends itself with pg_notify(), committed with what it writes
+    (see PostgresBroadcaster.inline_payloads)."""
+
+    channel: str
+    payloads: list[str]
 
 
 async def insert_payload(conn: asyncpg.Connection, payload: bytes) -> int:

@@ -4,36 +4,19 @@ the catalogues of the live instances; one catalogue can be 1.6 MB, so callers fe
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.models import InferenceInstance, NodeCatalogue
 
-# Built once: ingest asks this on every prompt.
+# Built once: ingest asks this whenever it checks that its cached library is current.
 _LIVE_HASHES = (
     select(InferenceInstance.catalogue_hash)
     .where(InferenceInstance.status == "live", InferenceInstance.catalogue_hash.is_not(None))
     .distinct()
 )
-
-
-# For a prompt: the live catalogues (validation) and the catalogues of registered instances that have
-# every class it needs (its `runnable_on`), in one round trip.
-_ROUTING = text(
-    "SELECT c.hash, bool_or(i.status = 'live') AS live, c.node_classes @> :required AS runnable "
-    "FROM node_catalogues c JOIN inference_instances i ON i.catalogue_hash = c.hash "
-    "GROUP BY c.hash"
-).bindparams(bindparam("required", type_=ARRAY(Text)))
-
-
-@dataclass(frozen=True, slots=True)
-class Routing:
-    live: set[str]  # hashes of the catalogues that live instances serve (as live_hashes())
-    runnable: list[str]  # as FleetRepository.catalogues_running(required)
 
 
 class CatalogueReadRepository:
@@ -43,18 +26,6 @@ class CatalogueReadRepository:
     async def live_hashes(self) -> set[str]:
         """Hashes of the catalogues that live instances serve (a small query, fine per request)."""
         return {h for h in await self.session.scalars(_LIVE_HASHES) if h is not None}
-
-    async def routing(self, required_nodes: list[str]) -> Routing:
-        """live_hashes() and FleetRepository.catalogues_running(required_nodes) in one query."""
-        rows = await self.session.execute(_ROUTING, {"required": sorted(set(required_nodes))})
-        live: set[str] = set()
-        runnable: list[str] = []
-        for row in rows:
-            if row.live:
-                live.add(row.hash)
-            if row.runnable:
-                runnable.append(row.hash)
-        return Routing(live, runnable)
 
     async def object_infos(self, hashes: Collection[str]) -> dict[str, dict[str, Any]]:
         """hash -> object_info for the given hashes (unknown ones are absent)."""

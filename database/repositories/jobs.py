@@ -3,12 +3,14 @@ scoped to one user; a job of another user is indistinguishable from a missing on
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 from sqlalchemy import Select, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from comfy_cloud.errors import Conflict
 from database.job_states import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus
 from database.models import History, Job
+from database.repositories.broadcast import Notification
+from database.sql import load_queries
 
 
 class DuplicateJob(Conflict):
@@ -80,6 +84,65 @@ _QUEUED_STATUSES = sorted([JobStatus.PENDING.value, *(s.value for s in ACTIVE_ST
 _QUEUE_REMAINING = select(func.count()).where(
     Job.user_id == bindparam("user_id"), Job.status.in_(_QUEUED_STATUSES)
 )
+
+
+# Through Database.raw() (asyncpg): ingest runs these for every prompt and every `status` message.
+_RAW = load_queries("jobs.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What submit_job() found: the live catalogues now, and the new job's number if it was inserted."""
+
+    live: frozenset[str]
+    current: bool  # the live catalogues were the expected ones (else nothing was inserted)
+    number: float | None
+
+
+async def submit_job(
+    conn: asyncpg.Connection,
+    new: NewJob,
+    *,
+    front: bool,
+    expected_live: Collection[str] | None,
+    notify: Notification | None = None,
+) -> Submission:
+    """Insert a pending job with its `runnable_on` (every registered catalogue that offers all of
+    `new.required_nodes`; `new.runnable_on` is ignored), in one statement that commits by itself.
+    Nothing is inserted unless the live catalogues are exactly `expected_live` (those the prompt was
+    validated against; None: whatever they are), in which case `current` is false. A repeated id
+    (whoever owns it) raises DuplicateJob. `front`: the next number negated, as ComfyUI's front.
+    `notify` is sent by the same statement if, and only if, the job was inserted."""
+    row = await conn.fetchrow(
+        _RAW["submit_job"],
+        new.id,
+        new.user_id,
+        JobStatus.PENDING.value,
+        new.priority,
+        new.number,
+        json.dumps(new.prompt),
+        json.dumps(new.extra_data),
+        new.sealed_secrets,
+        new.client_id,
+        json.dumps(new.outputs_to_execute),
+        new.workflow_id,
+        new.required_nodes,
+        new.max_attempts,
+        new.queue_deadline_at,
+        front,
+        None if expected_live is None else sorted(expected_live),
+        None if notify is None else notify.channel,
+        None if notify is None else notify.payloads,
+    )
+    submission = Submission(frozenset(row["live"]), row["current"], row["number"])
+    if submission.current and submission.number is None:
+        raise DuplicateJob(f"prompt_id {new.id} was already submitted")
+    return submission
+
+
+async def count_queue_remaining(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    """JobRepository.queue_remaining() on a raw connection."""
+    return int(await conn.fetchval(_RAW["queue_remaining"], user_id))
 
 
 class JobRepository:

@@ -28,12 +28,13 @@ from comfy_cloud.health import health_router
 from comfy_cloud.secrets import Sealer
 from comfy_cloud.storage import Storage, open_storage
 from database.engine import Database
-from database.repositories.jobs import JobRepository
+from database.repositories.jobs import count_queue_remaining
 from services.ingest.auth.service import Authenticator
 from services.ingest.catalogues import CatalogueCache
 from services.ingest.config import IngestSettings
 from services.ingest.errors import error_body, error_code, style_of
 from services.ingest.middleware import BodyLimitMiddleware, GuardMiddleware
+from services.ingest.prompts import endpoints as prompt_endpoints
 from services.ingest.state import IngestState
 from services.ingest.ws.hub import Hub
 
@@ -90,6 +91,8 @@ def create_app(
     app.include_router(health_router(lambda: _checks(app)))
     for module in _ROUTERS:
         _include(app, importlib.import_module(module))
+    # Ahead of every FastAPI route: the busiest route, served without FastAPI's per-request work.
+    app.router.routes[:0] = prompt_endpoints.direct_routes
     for module in _OPTIONAL_ROUTERS:
         found = _import_optional(module)
         if found is not None:
@@ -148,9 +151,9 @@ async def _open(
         )
 
     async def count_queue(user_id: Any) -> int:
-        # One read per `status` frame: no BEGIN/COMMIT round trips around it.
-        async with database.autocommit() as session:
-            return await JobRepository(session).queue_remaining(user_id)
+        # One statement on the asyncpg fast path (~50 us of CPU against ~300 through a session).
+        async with database.raw() as conn:
+            return await count_queue_remaining(conn, user_id)
 
     return IngestState(
         settings=settings,

@@ -1,18 +1,20 @@
 """The node library of the fleet: the merged catalogues of the live instances, cached in memory.
 
-Every prompt is validated against it, so it must be current without reloading megabytes per request:
-each lookup asks the database only for the set of live catalogue hashes, and loads the object_info of
-hashes it has not seen. The merged view is rebuilt only when that set changes.
+Every prompt is validated against it, so it must be current without reloading megabytes per request,
+and without a query per prompt: a prompt is validated against `current()`, the library as last seen,
+and the statement that stores the job checks that the live catalogues are still those (a prompt
+validated against a stale library is not stored; the caller refreshes and validates again). A prompt
+refused against `current()` is checked against a `refresh()`ed library before the refusal stands.
+`refresh()` and `get()` read the set of live catalogue hashes and load only the object_info of hashes
+not seen before; the merged view is rebuilt only when that set changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.engine import Database
 from database.repositories.catalogues import CatalogueReadRepository
@@ -60,26 +62,32 @@ class CatalogueCache:
         self._lock = asyncio.Lock()
         self.loads = 0  # catalogues fetched from the database (for tests and metrics)
 
-    async def get(self, session: AsyncSession | None = None, *, live: set[str] | None = None) -> NodeLibrary:
-        """The current library; `session` lets a request ask within its own transaction (one fewer
-        checkout and commit per prompt) instead of a session of its own, and `live` passes the live
-        hashes when the caller has just read them (CatalogueReadRepository.routing)."""
-        if session is None:
-            async with self.database.session() as own:
-                return await self.get(own, live=live)
+    def current(self) -> NodeLibrary:
+        """The library as last seen, without asking the database (it may be stale: see the module)."""
+        return self._library
+
+    async def get(self) -> NodeLibrary:
+        """The current library (reads the live hashes)."""
+        return await self.refresh()
+
+    async def refresh(self, live: Collection[str] | None = None) -> NodeLibrary:
+        """The library of the live catalogues: `live` when the caller has just read them, else read."""
         if live is None:
-            live = await CatalogueReadRepository(session).live_hashes()
+            async with self.database.autocommit() as session:
+                live = await CatalogueReadRepository(session).live_hashes()
+        live = set(live)
         if live == self._library.hashes:
             return self._library
         async with self._lock:
             if live != self._library.hashes:
-                await self._rebuild(session, live)
+                await self._rebuild(live)
             return self._library
 
-    async def _rebuild(self, session: AsyncSession, live: set[str]) -> None:
+    async def _rebuild(self, live: set[str]) -> None:
         missing = live - self._object_infos.keys()
         if missing:
-            loaded = await CatalogueReadRepository(session).object_infos(missing)
+            async with self.database.autocommit() as session:
+                loaded = await CatalogueReadRepository(session).object_infos(missing)
             self.loads += len(loaded)
             self._object_infos.update(loaded)
         # Forget catalogues no live instance serves any more (they can be megabytes each).

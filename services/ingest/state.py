@@ -14,9 +14,11 @@ from starlette.requests import HTTPConnection
 
 from comfy_cloud.broadcast.base import Broadcaster
 from comfy_cloud.broadcast.events import JOB_STATUS, JobEvent
+from comfy_cloud.broadcast.postgres import PostgresBroadcaster
 from comfy_cloud.secrets import Sealer
 from comfy_cloud.storage import Storage
 from database.engine import Database
+from database.repositories.broadcast import Notification
 from services.ingest.auth.service import Authenticator
 from services.ingest.catalogues import CatalogueCache
 from services.ingest.config import IngestSettings
@@ -43,16 +45,30 @@ class IngestState:
     async def publish_status(self, user_id: uuid.UUID, jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
         """Tell every ingest replica that these jobs changed state (`cc.job_status`). Best effort: the
         database already holds the truth, events only make sockets learn it sooner."""
-        events = [
-            JobEvent(user_id=str(user_id), job_id=str(job_id), type=JOB_STATUS, data={"status": status})
-            for job_id, status in jobs
-        ]
+        events = _status_events(user_id, jobs)
         if not events:
             return
         try:
             await self.broadcaster.publish(events)
         except Exception:
             log.warning("could not publish %d job status event(s)", len(events), exc_info=True)
+
+    def status_notification(
+        self, user_id: uuid.UUID, jobs: Iterable[tuple[uuid.UUID, str]]
+    ) -> Notification | None:
+        """publish_status() as NOTIFYs that a statement of ours sends itself, committed with its write
+        (one round trip fewer); None unless the broadcaster is PostgreSQL on our database."""
+        if not isinstance(self.broadcaster, PostgresBroadcaster):
+            return None
+        payloads = self.broadcaster.inline_payloads(self.settings.database_url, _status_events(user_id, jobs))
+        return None if payloads is None else Notification(self.broadcaster.channel, payloads)
+
+
+def _status_events(user_id: uuid.UUID, jobs: Iterable[tuple[uuid.UUID, str]]) -> list[JobEvent]:
+    return [
+        JobEvent(user_id=str(user_id), job_id=str(job_id), type=JOB_STATUS, data={"status": status})
+        for job_id, status in jobs
+    ]
 
 
 def get_state(connection: HTTPConnection) -> IngestState:

@@ -73,6 +73,8 @@ async def test_1000_events_keep_their_order_across_a_by_reference_event(
     producer = await make_broadcaster()
     consumer = await make_broadcaster()
     subscription = consumer.subscribe()
+    heard: list[int] = []
+    consumer.listen(lambda e: heard.append(e.seq))
     before = await payload_ids(database_url)
 
     big = os.urandom(50_000)
@@ -90,6 +92,7 @@ async def test_1000_events_keep_their_order_across_a_by_reference_event(
     assert [e.seq for e in received] == list(range(1000))
     assert received[500].type == PREVIEW and received[500].blob == big
     assert received == events
+    assert heard == list(range(1000))  # a listener gets the same sequence
     # Exactly the one big event went through the table.
     assert len(await payload_ids(database_url) - before) == 1
 

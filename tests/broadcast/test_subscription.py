@@ -50,6 +50,27 @@ async def test_fan_out_and_subscribe_registers_immediately() -> None:
         await broadcaster.publish(events)
 
 
+async def test_listeners_get_every_event_in_order_as_it_is_published() -> None:
+    broadcaster = InProcessBroadcaster()
+    await broadcaster.start()
+    seen: list[int] = []
+
+    def failing(event: JobEvent) -> None:
+        raise RuntimeError("a broken listener must not stop the others")
+
+    stop_failing = broadcaster.listen(failing)
+    stop = broadcaster.listen(lambda event: seen.append(event.seq))
+    subscription = broadcaster.subscribe()
+    await broadcaster.publish([ev(1, "executing"), ev(2, "executed")])
+    assert seen == [1, 2]  # synchronously: no queue in between
+    assert [e.seq for e in await take(subscription, 2)] == [1, 2]
+    stop()
+    stop_failing()
+    await broadcaster.publish([ev(3, "executing")])
+    assert seen == [1, 2]
+    await broadcaster.close()
+
+
 async def test_close_delivers_what_is_queued_then_ends() -> None:
     broadcaster = InProcessBroadcaster()
     await broadcaster.start()

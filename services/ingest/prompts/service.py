@@ -9,8 +9,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from comfy_cloud.comfyui.validation import (
     PromptError,
     ValidationResult,
@@ -21,9 +19,8 @@ from comfy_cloud.comfyui.validation import (
 )
 from comfy_cloud.secrets import split_secrets
 from database.job_states import JobStatus
-from database.models import Job
-from database.repositories.catalogues import CatalogueReadRepository
-from database.repositories.jobs import DuplicateJob, JobRepository, NewJob
+from database.repositories.broadcast import Notification
+from database.repositories.jobs import DuplicateJob, NewJob, Submission, count_queue_remaining, submit_job
 from services.ingest.auth.service import AuthenticatedUser
 from services.ingest.catalogues import NodeLibrary
 from services.ingest.prompts.files import existing_file_values
@@ -67,71 +64,112 @@ def check_request(body: Any) -> None:
         raise _number_error() from None
 
 
+# A prompt validated against a library that changed before its job was stored is validated again;
+# the last attempt stores it unguarded (the fleet changed under it that many times in a row).
+MAX_ATTEMPTS = 3
+
+
 async def submit(
     state: IngestState, user: AuthenticatedUser, body: Any, usage_source: str | None
 ) -> Submitted:
     check_request(body)
     prompt: dict[str, Any] = body["prompt"]
-    # One transaction from the catalogue lookup to the insert: a prompt costs one checkout and one
-    # commit. A refused prompt rolls it back, having written nothing.
     required = sorted(required_node_classes(prompt))
-    async with state.database.session() as session:
-        # The live catalogues (for validation) and the catalogues that can run it, in one query.
-        routing = await CatalogueReadRepository(session).routing(required)
-        library = await state.catalogues.get(session, live=routing.live)
-        result = await _validate(session, user, body, library)
-        if not library.runnable_on(required):
-            _raise_unrunnable(prompt, body, library, required)
-        job_id = uuid.UUID(body["prompt_id"]) if body.get("prompt_id") is not None else uuid.uuid4()
-        extra_data, secrets = _extra_data(body, usage_source)
-        new = NewJob(
-            id=job_id,
-            user_id=user.id,
-            prompt=prompt,
-            extra_data=extra_data,
-            sealed_secrets=_seal(state, job_id, secrets),
-            client_id=body["client_id"] if isinstance(body.get("client_id"), str) else None,
-            outputs_to_execute=result.outputs_to_execute,
-            required_nodes=required,
-            workflow_id=_workflow_id(extra_data),
-            number=float(body["number"]) if "number" in body else None,
+    # The cached library: in the steady state a prompt costs one statement, the guarded insert.
+    library, result = await _validated(state, user, body, required, state.catalogues.current())
+    job_id = uuid.UUID(body["prompt_id"]) if body.get("prompt_id") is not None else uuid.uuid4()
+    extra_data, secrets = _extra_data(body, usage_source)
+    new = NewJob(
+        id=job_id,
+        user_id=user.id,
+        prompt=prompt,
+        extra_data=extra_data,
+        sealed_secrets=_seal(state, job_id, secrets),
+        client_id=body["client_id"] if isinstance(body.get("client_id"), str) else None,
+        outputs_to_execute=result.outputs_to_execute,
+        required_nodes=required,
+        workflow_id=_workflow_id(extra_data),
+        number=float(body["number"]) if "number" in body else None,
+    )
+    front = bool(body.get("front"))
+    # The `pending` status event, sent by the insert itself when the broadcaster allows it.
+    notification = state.status_notification(user.id, [(job_id, JobStatus.PENDING.value)])
+    number: float | None = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        expected = library.hashes if attempt < MAX_ATTEMPTS else None
+        submission = await _store(state, new, front=front, expected_live=expected, notify=notification)
+        number = submission.number
+        if number is not None:
+            break
+        # Not stored: the live catalogues changed since `library`. Validate against them.
+        library, result = await _validated(
+            state, user, body, required, await state.catalogues.refresh(submission.live)
         )
-        # Every catalogue that has all the classes, also of instances away now (they may come back).
-        new.runnable_on = routing.runnable
-        job = await _store(session, new, front=bool(body.get("front")))
+        new.outputs_to_execute = result.outputs_to_execute
     # After the commit, so both the sockets and the dispatcher find the stored job.
-    await state.publish_status(user.id, [(job.id, JobStatus.PENDING.value)])
+    if notification is None:
+        await state.publish_status(user.id, [(job_id, JobStatus.PENDING.value)])
     await state.dispatcher.nudge()
     # ComfyUI echoes an explicit number as a float (5 -> 5.0) and shows its counter as an integer.
-    shown = job.number if "number" in body else _int_if_whole(job.number)
-    return Submitted(job.id, shown, result.node_errors)
+    assert number is not None  # the last attempt is unguarded: stored, or refused as a duplicate
+    shown = number if "number" in body else _int_if_whole(number)
+    return Submitted(job_id, shown, result.node_errors)
 
 
-async def _store(session: AsyncSession, new: NewJob, *, front: bool) -> Job:
-    repo = JobRepository(session)
-    if new.number is None and front:
-        new.number = -float(await repo.next_number())  # ComfyUI: front = -counter
+async def _store(
+    state: IngestState,
+    new: NewJob,
+    *,
+    front: bool,
+    expected_live: frozenset[str] | None,
+    notify: Notification | None,
+) -> Submission:
     try:
-        return await repo.create(new)
+        async with state.database.raw() as conn:
+            return await submit_job(conn, new, front=front, expected_live=expected_live, notify=notify)
     except DuplicateJob:
         raise _duplicate(new.id) from None
 
 
+async def _validated(
+    state: IngestState, user: AuthenticatedUser, body: dict[str, Any], required: list[str],
+    library: NodeLibrary,
+) -> tuple[NodeLibrary, ValidationResult]:  # fmt: skip
+    """Validate against `library`, which may be stale: a refusal stands only against the live
+    catalogues, so a refused prompt is validated again against a refreshed library if it differs."""
+    try:
+        return library, await _validate(state, user, body, library, required)
+    except PromptError:
+        fresh = await state.catalogues.refresh()
+        if fresh.hashes == library.hashes:
+            raise
+        return fresh, await _validate(state, user, body, fresh, required)
+
+
 async def _validate(
-    session: AsyncSession, user: AuthenticatedUser, body: dict[str, Any], library: NodeLibrary
+    state: IngestState,
+    user: AuthenticatedUser,
+    body: dict[str, Any],
+    library: NodeLibrary,
+    required: list[str],
 ) -> ValidationResult:
+    """Validate against `library`, and refuse a prompt that no single catalogue of it can run."""
     prompt = body["prompt"]
     # Only the caller's files exist for this prompt: look up what it names before validating.
     named = [value for _, _, value in file_inputs(prompt, library.object_info)]
     existing: set[str] = set()
     if named:
-        existing = await existing_file_values(session, user.id, named)
-    return validate_prompt(
+        async with state.database.autocommit() as session:
+            existing = await existing_file_values(session, user.id, named)
+    result = validate_prompt(
         prompt,
         library.object_info,
         partial_execution_targets=body.get("partial_execution_targets"),
         file_exists=lambda _class_type, value: value in existing,
     )
+    if not library.runnable_on(required):
+        _raise_unrunnable(prompt, body, library, required)
+    return result
 
 
 def _raise_unrunnable(
@@ -187,5 +225,5 @@ def _int_if_whole(number: float) -> int | float:
 
 
 async def queue_remaining(state: IngestState, user: AuthenticatedUser) -> int:
-    async with state.database.session() as session:
-        return await JobRepository(session).queue_remaining(user.id)
+    async with state.database.raw() as conn:
+        return await count_queue_remaining(conn, user.id)

@@ -105,6 +105,7 @@ async def _send_snapshot(state: IngestState, client: Client) -> bool:
 async def _serve(state: IngestState, client: Client) -> None:
     tasks = [
         asyncio.create_task(client.write_forever()),
+        asyncio.create_task(client.watch_sends()),
         asyncio.create_task(_read(state, client)),
         asyncio.create_task(client.stuck.wait()),
     ]

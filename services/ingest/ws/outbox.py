@@ -7,6 +7,10 @@ the queue up to the hard bounds (`HARD_FACTOR` times the soft ones), which absor
 socket is hopelessly behind and `put` says so. The caller closes it; the client reconnects and learns
 the current state from the on-connect snapshot. (A socket whose every send blocks is closed sooner, by
 the writer's send timeout.)
+
+A queued `status` frame is superseded by the next one: it only carries the queue count, and a client
+wants the latest. Without this a burst of submissions (1,000 prompts at once: 1,000 status frames)
+filled a briskly reading socket's queue to its hard bound and closed it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class Frame:
     data: bytes | None = None
     status: asyncio.Future[int] | None = None
     rank: int | None = None  # None: never dropped
+    superseded: bool = False  # a later status frame replaced this one: skipped, not sent
 
     @property
     def size(self) -> int:
@@ -45,12 +50,16 @@ class Outbox:
         self._bytes = 0
         self._ready = asyncio.Event()
         self.dropped = 0
+        self._queued_status: Frame | None = None  # the status frame waiting to be sent, if any
+        self._superseded = 0  # superseded frames still in _frames
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) - self._superseded
 
     def put(self, frame: Frame, *, front: bool = False) -> bool:
         """Queue a frame; False when the socket is hopelessly behind (the frame is not queued)."""
+        if frame.status is not None:
+            self._supersede_queued_status()
         while self._over(frame, 1):
             if not self._drop_one(frame):
                 if frame.rank is not None:
@@ -63,14 +72,24 @@ class Outbox:
             self._frames.appendleft(frame)
         else:
             self._frames.append(frame)
+        if frame.status is not None:
+            self._queued_status = frame
         self._bytes += frame.size
         self._ready.set()
         return True
 
+    def _supersede_queued_status(self) -> None:
+        """Mark the queued status frame as skipped (O(1): get() discards it when it comes up)."""
+        old, self._queued_status = self._queued_status, None
+        if old is not None:
+            old.superseded = True
+            self._superseded += 1
+            self._bytes -= old.size
+            self.dropped += 1
+
     def _over(self, incoming: Frame, factor: int) -> bool:
-        return bool(self._frames) and (
-            len(self._frames) >= self.max_frames * factor
-            or self._bytes + incoming.size > self.max_bytes * factor
+        return len(self) > 0 and (
+            len(self) >= self.max_frames * factor or self._bytes + incoming.size > self.max_bytes * factor
         )
 
     def _drop_one(self, incoming: Frame) -> bool:
@@ -87,9 +106,15 @@ class Outbox:
         return False
 
     async def get(self) -> Frame:
-        while not self._frames:
-            self._ready.clear()
-            await self._ready.wait()
-        frame = self._frames.popleft()
-        self._bytes -= frame.size
-        return frame
+        while True:
+            while not self._frames:
+                self._ready.clear()
+                await self._ready.wait()
+            frame = self._frames.popleft()
+            if frame.superseded:
+                self._superseded -= 1
+                continue
+            if frame is self._queued_status:
+                self._queued_status = None
+            self._bytes -= frame.size
+            return frame

@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from comfy_cloud.broadcast import InProcessBroadcaster
+from comfy_cloud.broadcast import Broadcaster, InProcessBroadcaster
 from comfy_cloud.clients.errors import Unreachable
 from comfy_cloud.storage import LocalStorage
 from database.engine import Database
@@ -102,7 +102,7 @@ class Env:
     app: FastAPI
     db: Database
     settings: IngestSettings
-    broadcaster: InProcessBroadcaster
+    broadcaster: Broadcaster
     dispatcher: FakeDispatcher
     catalogue: str
     callers: list[Caller] = field(default_factory=list)
@@ -159,7 +159,9 @@ async def register_catalogue(db: Database, object_info: dict[str, Any], *, statu
 @pytest.fixture
 def make_env(db: Database, database_url: str, tmp_path: Path, object_info_small: dict[str, Any]) -> MakeEnv:
     @contextlib.asynccontextmanager
-    async def make(catalogue: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[Env]:
+    async def make(
+        catalogue: dict[str, Any] | None = None, broadcaster: Broadcaster | None = None, **overrides: Any
+    ) -> AsyncIterator[Env]:
         values: dict[str, Any] = {
             "database_url": database_url,
             "secret_key": SECRET,
@@ -170,7 +172,7 @@ def make_env(db: Database, database_url: str, tmp_path: Path, object_info_small:
         }
         values.update(overrides)
         settings = IngestSettings(**values)
-        broadcaster = InProcessBroadcaster()
+        broadcaster = broadcaster or InProcessBroadcaster()
         dispatcher = FakeDispatcher(db)
         app = create_app(
             settings,

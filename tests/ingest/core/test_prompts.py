@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from typing import Any
 
 import pytest
 
-from comfy_cloud.broadcast.events import JOB_STATUS
+from comfy_cloud.broadcast import PostgresBroadcaster
+from comfy_cloud.broadcast.events import JOB_STATUS, JobEvent
 from database.repositories.jobs import JobRepository
 from tests.ingest.core.conftest import (
     PROMPT,
@@ -102,6 +104,25 @@ async def test_client_prompt_id_number_and_repeat(env: Env, alice: Caller, bob: 
     assert set(error) == {"type", "message", "details", "extra_info"}
     assert error["type"] == "duplicate_prompt_id" and body["prompt_id"] in error["details"]
     assert (await bob.client.get("/api/prompt")).json()["exec_info"]["queue_remaining"] == 0
+
+
+async def test_the_pending_event_is_sent_by_the_insert_itself(make_env: MakeEnv, database_url: str) -> None:
+    broadcaster = PostgresBroadcaster(database_url)  # on the app's own database: NOTIFY in the INSERT
+    async with make_env(broadcaster=broadcaster) as env:
+        caller = await env.caller()
+        assert env.state.status_notification(caller.id, [(uuid.uuid4(), "pending")]) is not None
+        subscription = broadcaster.subscribe()
+        body = {"prompt": PROMPT, "prompt_id": str(uuid.uuid4())}
+        assert (await caller.client.post("/api/prompt", json=body)).status_code == 200
+        assert (await caller.client.post("/api/prompt", json=body)).status_code == 400  # no event
+        await broadcaster.publish([JobEvent(user_id="nobody", job_id="", type="cc.test_marker")])
+        async with asyncio.timeout(10):
+            received = [await anext(subscription), await anext(subscription)]
+    pending = JobEvent(
+        user_id=str(caller.id), job_id=body["prompt_id"], type=JOB_STATUS, data={"status": "pending"}
+    )
+    assert received[0] == pending
+    assert received[1].type == "cc.test_marker"  # nothing for the refused repeat
 
 
 async def test_front_queues_ahead_with_a_negative_number(env: Env, alice: Caller) -> None:
