@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -125,23 +126,52 @@ _ON_ENTER: dict[JobStatus, str] = {
     JobStatus.CANCELLING: "",
 }
 _ON_TERMINAL = "finished_at = now(), lease_expires_at = NULL, sealed_secrets = NULL"
+_RETURNING = "RETURNING id, user_id, status, instance_id, attempts, max_attempts"
+
+
+def _assignments(target: JobStatus, status: str, error: str) -> list[str]:
+    """The SET list of a move to `target`; `status` and `error` are the parameters' placeholders."""
+    sets = [f"status = {status}", "updated_at = now()", f"error = coalesce(CAST({error} AS jsonb), error)"]
+    extra = _ON_TERMINAL if target in TERMINAL_STATUSES else _ON_ENTER.get(target, "")
+    if extra:
+        sets.append(extra)
+    return sets
 
 
 @functools.cache  # a handful of (target, guard) pairs: build and parse each statement once
 def _transition_sql(target: JobStatus, guard_instance: bool) -> TextClause:
-    sets = ["status = :target", "updated_at = now()", "error = coalesce(CAST(:error AS jsonb), error)"]
-    extra = _ON_TERMINAL if target in TERMINAL_STATUSES else _ON_ENTER.get(target, "")
-    if extra:
-        sets.append(extra)
     guard = " AND instance_id = :instance_id" if guard_instance else ""
     return text(
+        f"UPDATE jobs SET {', '.join(_assignments(target, ':target', ':error'))} "
+        f"WHERE id = :job_id AND status = ANY(:sources){guard} {_RETURNING}"
+    )
+
+
+def allowed_sources(target: JobStatus, expected: Iterable[JobStatus] | None = None) -> list[str]:
+    """The statuses a move to `target` may start from (narrowed to `expected`), as a parameter."""
+    sources = sources_of(target)
+    if expected is not None:
+        sources = sources & frozenset(expected)
+    return sorted(s.value for s in sources)
+
+
+@functools.cache
+def guarded_transition_sql(target: JobStatus, also_set: str = "") -> str:
+    """The move to `target` of a job held by one instance, as one UPDATE for asyncpg, alone
+    (guarded_transition) or inside a larger statement (the final report of a job). Parameters:
+    $1 job id, $2 allowed sources (`allowed_sources`), $3 error (JSON text or NULL), $4 the instance
+    that must hold the job. `also_set`: further assignments (with later parameters)."""
+    sets = _assignments(target, f"'{target.value}'", "$3::text")
+    if also_set:
+        sets.append(also_set)
+    return (
         f"UPDATE jobs SET {', '.join(sets)} "
-        f"WHERE id = :job_id AND status = ANY(:sources){guard} "
-        "RETURNING id, user_id, status, instance_id, attempts, max_attempts"
+        f"WHERE id = $1 AND status = ANY($2::text[]) AND instance_id = $4 {_RETURNING}"
     )
 
 
 _CURRENT_STATUS = text("SELECT status FROM jobs WHERE id = :id")
+_CURRENT_STATUS_RAW = "SELECT status FROM jobs WHERE id = $1"
 
 
 async def transition(
@@ -159,14 +189,11 @@ async def transition(
     change conditional on the job still being assigned to that instance, so a late report from an
     instance that lost its lease is refused.
     """
-    sources = sources_of(target)
-    if expected is not None:
-        sources = sources & frozenset(expected)
     sql = _transition_sql(target, instance_id is not None)
     params: dict[str, Any] = {
         "target": target.value,
         "job_id": job_id,
-        "sources": [s.value for s in sources],
+        "sources": allowed_sources(target, expected),
         "error": json.dumps(error) if error is not None else None,
     }
     if instance_id is not None:
@@ -175,13 +202,27 @@ async def transition(
     if row is None:
         current = await session.scalar(_CURRENT_STATUS, {"id": job_id})
         raise InvalidJobTransition(job_id, target, JobStatus(current) if current else None)
-    return TransitionResult(
-        job_id=row["id"],
-        user_id=row["user_id"],
-        status=JobStatus(row["status"]),
-        instance_id=row["instance_id"],
-        attempts=row["attempts"],
-    )
+    return TransitionResult.of(row)
+
+
+async def guarded_transition(
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    *,
+    instance_id: uuid.UUID,
+    expected: Iterable[JobStatus] | None = None,
+    error: dict[str, Any] | None = None,
+) -> TransitionResult:
+    """`transition()` with an instance guard, on a plain asyncpg connection (`Database.raw()`): the
+    same UPDATE at a fifth of the cost, for the transitions an inference instance makes per job."""
+    error_json = json.dumps(error) if error is not None else None
+    sql = guarded_transition_sql(target)
+    row = await conn.fetchrow(sql, job_id, allowed_sources(target, expected), error_json, instance_id)
+    if row is None:
+        current = await conn.fetchval(_CURRENT_STATUS_RAW, job_id)
+        raise InvalidJobTransition(job_id, target, JobStatus(current) if current else None)
+    return TransitionResult.of(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +232,14 @@ class TransitionResult:
     status: JobStatus
     instance_id: uuid.UUID | None
     attempts: int
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> TransitionResult:
+        """From a row of the transition's RETURNING list."""
+        return cls(
+            job_id=row["id"],
+            user_id=row["user_id"],
+            status=JobStatus(row["status"]),
+            instance_id=row["instance_id"],
+            attempts=row["attempts"],
+        )

@@ -14,11 +14,11 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -64,31 +64,31 @@ class LocalStorage(Storage):
         return self.root / key
 
     async def _put_small(self, data: bytes, content_type: str) -> StoredObject:
-        # put_stream's steps for bytes in hand, in two thread hops instead of six: the same files,
-        # fsyncs and renames in the same order, so it is exactly as atomic and durable.
+        # Bytes in hand (a job's output, an upload): the whole put in one worker-thread call, with
+        # the same files, fsyncs and renames as a streamed put, so it is exactly as atomic and
+        # durable. Measured per 150-byte object: ~0.25 ms of CPU against ~0.55 ms for the spool and
+        # store steps in two calls with pathlib and mkstemp. (Inline on the event loop it would be
+        # ~0.1 ms less, but the loop would then wait for the fsyncs: 0.3 ms here, more on slow disks.)
         try:
-            found = await self._run(self._spool_small, data)
+            return await self._run(self._put_small_sync, data, content_type)
         except OSError as exc:
-            raise StorageError(f"cannot write a temporary file in {self._tmp}: {exc}") from exc
-        if isinstance(found, StoredObject):
-            return found  # these bytes are stored already
-        spooled, key, sha256 = found
-        obj = StoredObject(key=key, sha256=sha256, size=len(data), content_type=content_type)
-        try:
-            await self._store(spooled, obj, owned=True)  # moves the spool file into place
-        except BaseException:
-            await asyncio.shield(self._run(partial(spooled.unlink, missing_ok=True)))
-            raise
-        return obj
+            raise StorageError(f"cannot store an object under {self.root}: {exc}") from exc
 
-    def _spool_small(self, data: bytes) -> StoredObject | tuple[Path, str, str]:
-        """The stored object with these bytes, or a fsynced spool file of them with their key."""
+    def _put_small_sync(self, data: bytes, content_type: str) -> StoredObject:
         sha256 = hashlib.sha256(data).hexdigest()
         key = key_for(sha256)
-        existing = _stat(self._path(key), key)
+        final = self._path(key)
+        existing = _stat(final, key)
         if existing is not None:
-            return existing
-        return self._write_temp(data, prefix="spool-"), key, sha256
+            return existing  # these bytes are stored already
+        obj = StoredObject(key=key, sha256=sha256, size=len(data), content_type=content_type)
+        spooled = self._write_temp(data, prefix="spool-")
+        try:
+            self._place(spooled, obj, final)
+        except BaseException:
+            os.unlink(spooled)
+            raise
+        return obj
 
     async def _store(self, source: Path, obj: StoredObject, *, owned: bool) -> None:
         try:
@@ -98,28 +98,43 @@ class LocalStorage(Storage):
 
     def _store_sync(self, source: Path, obj: StoredObject, owned: bool) -> None:
         final = self._path(obj.key)
-        created = not final.parent.is_dir()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # Metadata first: an object whose bytes are visible always has its content type.
-        meta = json.dumps({"content_type": obj.content_type}).encode()
-        meta_tmp = self._write_temp(meta)
-        os.replace(meta_tmp, _meta_path(final))
         if owned:
-            os.replace(source, final)
-        else:
-            copy = self._copy_verified(source, obj.sha256)
-            os.replace(copy, final)
-        _fsync_dir(final.parent)
-        if created:
-            _fsync_dir(final.parent.parent)
+            self._place(str(source), obj, final)
+            return
+        copy = self._copy_verified(source, obj.sha256)
+        try:
+            self._place(str(copy), obj, final)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
 
-    def _write_temp(self, data: bytes, prefix: str = "meta-") -> Path:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=self._tmp)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        return Path(name)
+    def _place(self, spooled: str, obj: StoredObject, final: Path) -> None:
+        """Move a fsynced temporary file of the object's bytes into place, its metadata first (an
+        object whose bytes are visible always has its content type), then make the names durable."""
+        directory = str(final.parent)
+        created = _make_dir(directory)
+        meta = json.dumps({"content_type": obj.content_type}).encode()
+        os.replace(self._write_temp(meta), f"{final}.meta.json")
+        os.replace(spooled, final)
+        _fsync_dir(directory)
+        if created:
+            _fsync_dir(os.path.dirname(directory))
+
+    def _write_temp(self, data: bytes, prefix: str = "meta-") -> str:
+        """A new fsynced file of `data` under .tmp, named by 96 random bits (opened O_EXCL)."""
+        path = f"{self._tmp}/{prefix}{secrets.token_hex(12)}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        return path
 
     def _copy_verified(self, source: Path, sha256: str) -> Path:
         # put_file hashed the file before; hash the copy again so a file that changed in between
@@ -216,7 +231,18 @@ def _delete(path: Path) -> None:
     _meta_path(path).unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def _make_dir(path: str) -> bool:
+    """Create the directory (and its parents) if missing; True when this call created it."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    return True
+
+
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

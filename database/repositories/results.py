@@ -1,16 +1,24 @@
 """What jobs produce and consume: named files, output items, file relationships, history entries.
-Writes are idempotent, so a retried upload or report never duplicates rows."""
+Writes are idempotent, so a retried upload or report never duplicates rows.
+
+`ResultRepository` works in a SQLAlchemy session; `put_output_file` and `report` are the inference
+instance's per-job writes on a plain asyncpg connection (`Database.raw()`), one statement each.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Select, Text, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from database.job_states import JobStatus, allowed_sources, guarded_transition_sql
 from database.models import File, FileRelationship, History, Job, Output
 from database.sql import load_queries
 
@@ -163,3 +171,88 @@ class ResultRepository:
 
     async def job_owner(self, job_id: uuid.UUID) -> uuid.UUID | None:
         return await self.session.scalar(select(Job.user_id).where(Job.id == job_id))
+
+
+# -- the inference instance's per-job writes (asyncpg) ------------------------------------------------
+
+
+async def put_output_file(conn: asyncpg.Connection, spec: FileSpec) -> uuid.UUID:
+    """`ResultRepository.put_file(spec)` in one autocommitted statement; returns the file's id."""
+    return await conn.fetchval(
+        _QUERIES["put_output_file"],
+        spec.user_id,
+        spec.type,
+        spec.subfolder,
+        spec.filename,
+        spec.content_hash,
+        spec.size,
+        spec.content_type,
+        spec.storage_key,
+        spec.job_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputItem:
+    node_id: str
+    output_key: str
+    index: int
+    item: dict[str, Any]
+    file_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's history entry (names as the user sees them) and its output items."""
+
+    outputs: dict[str, Any]
+    status: dict[str, Any]
+    meta: dict[str, Any]
+    output_types: list[str]
+    items: list[OutputItem]
+
+
+@functools.cache
+def _report_sql(target: JobStatus) -> str:
+    transition = guarded_transition_sql(target, also_set="output_types = $9::text[]")
+    return _QUERIES["report"].replace("/* transition */", transition)
+
+
+async def report(
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID,
+    user_id: uuid.UUID,
+    instance_id: uuid.UUID,
+    target: JobStatus,
+    error: dict[str, Any] | None,
+    record: JobRecord,
+) -> JobStatus | None:
+    """Move the job to `target` (guarded by `instance_id`, from any source the state machine allows)
+    and write its record, in one statement: ~0.3 ms of CPU here against ~1.5 ms for a session
+    transaction of `record_output`s, `save_history` and `transition`. None: the move was refused
+    and nothing was written (the caller then looks at why, in a transaction of its own)."""
+    items = [
+        {
+            "node_id": i.node_id,
+            "output_key": i.output_key,
+            "index": i.index,
+            "item": i.item,
+            "file_id": str(i.file_id) if i.file_id else None,
+        }
+        for i in record.items
+    ]
+    status = await conn.fetchval(
+        _report_sql(target),
+        job_id,
+        allowed_sources(target),
+        json.dumps(error) if error is not None else None,
+        instance_id,
+        user_id,
+        json.dumps(record.outputs),
+        json.dumps(record.status),
+        json.dumps(record.meta),
+        sorted(record.output_types),
+        json.dumps(items),
+    )
+    return JobStatus(status) if status is not None else None

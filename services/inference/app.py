@@ -9,13 +9,15 @@ Routes (Cloud-only, so errors are `{code, message}`):
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from comfy_cloud.broadcast import Broadcaster
 from comfy_cloud.clients.dispatcher import DispatcherClient
@@ -87,6 +89,41 @@ class InstanceStatus(BaseModel):
     finished: int = Field(description="jobs this instance has finished since it started")
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class DirectRoute(APIRoute):
+    """A route documented from its endpoint's signature like any other, whose requests go straight
+    to the handler given with `served_by`: no dependency solving nor response model on a per-job
+    path (the hand-off: ~30 us of CPU against ~90 us through FastAPI's handler). Errors still reach
+    the app's exception handlers."""
+
+    def get_route_handler(self) -> Handler:
+        direct: Handler | None = getattr(self.endpoint, "served_by", None)
+        return direct if direct is not None else super().get_route_handler()
+
+
+def served_by(handler: Handler) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a DirectRoute endpoint (which then only documents the route) with its real handler."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        endpoint.served_by = handler  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+async def _hand_off(request: Request) -> Response:
+    try:
+        body = HandOff.model_validate_json(await request.body())
+    except ValidationError as exc:  # answered as FastAPI answers an invalid body (422)
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+    await _instance(request).worker.accept(body.job_id, body.attempt)
+    answer = HandOffAnswer(accepted=True, job_id=body.job_id)
+    return Response(answer.model_dump_json(), status_code=202, media_type="application/json")
+
+
 def create_app(
     settings: InferenceSettings,
     *,
@@ -114,14 +151,18 @@ def create_app(
         code = _CODES.get(type(exc), type(exc).__name__)
         return JSONResponse({"code": code, "message": exc.message}, status_code=exc.status_code)
 
-    @app.post(
+    per_job = APIRouter(route_class=DirectRoute)
+
+    @per_job.post(
         "/jobs",
         status_code=202,
         responses={409: {"model": ErrorAnswer, "description": "full, or the job is not assigned here"}},
     )
-    async def hand_off(body: HandOff, request: Request) -> HandOffAnswer:
-        await _instance(request).worker.accept(body.job_id, body.attempt)
-        return HandOffAnswer(accepted=True, job_id=body.job_id)
+    @served_by(_hand_off)
+    async def hand_off(body: HandOff) -> HandOffAnswer:
+        raise AssertionError("documentation only: _hand_off serves this route")
+
+    app.include_router(per_job)
 
     @app.post(
         "/jobs/{job_id}/interrupt",

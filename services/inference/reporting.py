@@ -1,9 +1,11 @@
 """The job's record: its status changes, history entry and outputs, then the news of them.
 
-The final status change carries this instance's id as a guard and commits in one transaction with the
+The final status change carries this instance's id as a guard and commits atomically with the
 history and output rows: either the job ends with its whole record, or (the lease was lost and the
 job re-queued or taken by another instance) nothing is written and the report is refused. Only after
 the commit are the closing events and `cc.job_status` published and the dispatcher nudged.
+The usual end is one statement (`results.report`); when its status change is refused, a session
+transaction works out why (a pending cancel, a job the dispatcher ended, or a late report).
 
 Outcome -> status: success -> completed (error if an output could not be stored); execution_error ->
 error; interrupted -> cancelled (cancel), timeout (deadline), error (interrupted by someone else);
@@ -17,20 +19,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy_cloud.comfyui.jobs import output_media_types
 from database.engine import Database
-from database.job_states import ACTIVE_STATUSES, InvalidJobTransition, JobStatus, transition
+from database.job_states import (
+    ACTIVE_STATUSES,
+    InvalidJobTransition,
+    JobStatus,
+    guarded_transition,
+    transition,
+)
+from database.repositories import results
+from database.repositories.job_runs import JobRun, load_job
 from database.repositories.jobs import JobRepository
-from database.repositories.results import ResultRepository
+from database.repositories.results import JobRecord, ResultRepository
 from services.inference.comfyui.socket import Message
 from services.inference.names import FileRef
-from services.inference.outputs import OutputRecord, OutputStore
+from services.inference.outputs import OutputStore
 from services.inference.relay import EventRelay, Redactor
 from services.inference.tracking import Outcome, OutcomeKind, now_ms
 
@@ -48,31 +57,6 @@ class LateReport(Exception):
 
 class Nudger(Protocol):
     async def nudge(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class JobSnapshot:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    status: JobStatus
-    prompt: dict[str, Any]
-    extra_data: dict[str, Any]
-    sealed_secrets: bytes | None
-    attempts: int
-    max_attempts: int
-    execution_deadline_at: datetime | None
-
-
-@dataclass(slots=True)
-class HistoryRow:
-    outputs: dict[str, Any]
-    status: dict[str, Any]
-    meta: dict[str, Any]
-    records: list[OutputRecord] = field(default_factory=list)
-
-    @property
-    def output_types(self) -> list[str]:
-        return sorted(output_media_types(self.outputs))
 
 
 def error_payload(
@@ -98,8 +82,9 @@ def error_payload(
     }
 
 
-def failed_history(messages: list[list[Any]]) -> HistoryRow:
-    return HistoryRow({}, {"status_str": "error", "completed": False, "messages": messages}, {})
+def failed_history(messages: list[list[Any]]) -> JobRecord:
+    status = {"status_str": "error", "completed": False, "messages": messages}
+    return JobRecord(outputs={}, status=status, meta={}, output_types=[], items=[])
 
 
 def closing_events(prompt_id: str, terminal: str, payload: dict[str, Any]) -> list[Message]:
@@ -123,7 +108,7 @@ class Reporter:
         *,
         db: Database,
         relay: EventRelay,
-        job: JobSnapshot,
+        job: JobRun,
         instance_id: uuid.UUID,
         dispatcher: Nudger | None,
         redact: Redactor,
@@ -142,13 +127,19 @@ class Reporter:
     async def mark_started(self) -> JobStatus | None:
         """assigned -> in_progress once ComfyUI runs the job. Returns the job's status (cancelling:
         interrupt it), or None when the job is no longer this instance's."""
-        # One conditional UPDATE (and reads only if it is refused): no BEGIN/COMMIT round trips,
-        # which matter here since the job's first events wait for this.
-        async with self._db.autocommit() as session:
+        # One conditional UPDATE (and reads only if it is refused), straight through asyncpg: the
+        # job's first events wait for this.
+        async with self._db.raw() as conn:
             try:
-                await self._to_in_progress(session)
+                await guarded_transition(
+                    conn,
+                    self._job.id,
+                    JobStatus.IN_PROGRESS,
+                    expected={JobStatus.ASSIGNED},
+                    instance_id=self._instance_id,
+                )
             except InvalidJobTransition:
-                return await self._holding_status(session)
+                return await self._holding_status(conn)
         self.started = True
         self._relay.add_status(JobStatus.IN_PROGRESS.value)
         return JobStatus.IN_PROGRESS
@@ -162,12 +153,12 @@ class Reporter:
             instance_id=self._instance_id,
         )
 
-    async def _holding_status(self, session: AsyncSession) -> JobStatus | None:
-        job = await JobRepository(session).get_unscoped(self._job.id)
+    async def _holding_status(self, conn: asyncpg.Connection) -> JobStatus | None:
+        job = await load_job(conn, self._job.id)
         if job is None or job.instance_id != self._instance_id or job.status not in ACTIVE_STATUSES:
             return None
-        self.started = self.started or job.status == JobStatus.IN_PROGRESS
-        return JobStatus(job.status)
+        self.started = self.started or job.status is JobStatus.IN_PROGRESS
+        return job.status
 
     # -- the end -----------------------------------------------------------------------------------
 
@@ -187,11 +178,13 @@ class Reporter:
         failed = outputs.failed_in(raw_outputs)
         if target is JobStatus.COMPLETED and failed:
             target, error = JobStatus.ERROR, self._storage_failure(failed, status, closing)
-        history = HistoryRow(
-            outputs=outputs.rewrite(raw_outputs),
+        visible_outputs = outputs.rewrite(raw_outputs)
+        history = JobRecord(
+            outputs=visible_outputs,
             status=self._redact(status),
             meta=entry.get("meta") or {},
-            records=outputs.records(raw_outputs),
+            output_types=sorted(output_media_types(visible_outputs)),
+            items=outputs.records(raw_outputs),
         )
         final = await self._commit(target, error, history)
         await self._announce(final, closing)
@@ -249,8 +242,44 @@ class Reporter:
     # -- the transaction ---------------------------------------------------------------------------
 
     async def _commit(
-        self, target: JobStatus, error: dict[str, Any] | None, history: HistoryRow | None
+        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
     ) -> JobStatus:
+        final = await self._commit_directly(target, error, history)
+        if final is None:
+            final = await self._commit_carefully(target, error, history)
+        self.final = final
+        return final
+
+    async def _commit_directly(
+        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
+    ) -> JobStatus | None:
+        """The usual end, in one statement; None when the status change was refused (nothing was
+        written) or when the job must first be moved to in_progress."""
+        if target is JobStatus.COMPLETED and not self.started:
+            return None
+        job, me = self._job, self._instance_id
+        async with self._db.raw() as conn:
+            if history is None:
+                try:
+                    moved = await guarded_transition(conn, job.id, target, instance_id=me, error=error)
+                except InvalidJobTransition:
+                    return None
+                return moved.status
+            return await results.report(
+                conn,
+                job_id=job.id,
+                user_id=job.user_id,
+                instance_id=me,
+                target=target,
+                error=error,
+                record=history,
+            )
+
+    async def _commit_carefully(
+        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
+    ) -> JobStatus:
+        """The end when the direct one does not apply: in one transaction, the record, then the
+        status change with its fallbacks (see _transition)."""
         async with self._db.session() as session:
             # The record first, the guarded status change last: a refused report (LateReport) rolls
             # back the record with it all the same, and the status change (whose trigger locks the
@@ -262,9 +291,7 @@ class Reporter:
                 # ComfyUI ran it but we never saw it start (lost socket): assigned -> in_progress first.
                 with contextlib.suppress(InvalidJobTransition):
                     await self._to_in_progress(session)
-            final = await self._transition(session, target, error)
-        self.final = final
-        return final
+            return await self._transition(session, target, error)
 
     async def _transition(
         self, session: AsyncSession, target: JobStatus, error: dict[str, Any] | None
@@ -289,20 +316,20 @@ class Reporter:
             return current
         raise LateReport(f"job is {current.value if current else 'gone'}; not moving it to {target.value}")
 
-    async def _write_history(self, session: AsyncSession, history: HistoryRow) -> None:
-        results = ResultRepository(session)
+    async def _write_history(self, session: AsyncSession, history: JobRecord) -> None:
+        repository = ResultRepository(session)
         job = self._job
-        for record in history.records:
-            await results.record_output(
+        for item in history.items:
+            await repository.record_output(
                 job_id=job.id,
                 user_id=job.user_id,
-                node_id=record.node_id,
-                output_key=record.output_key,
-                index=record.index,
-                item=record.item,
-                file_id=record.file_id,
+                node_id=item.node_id,
+                output_key=item.output_key,
+                index=item.index,
+                item=item.item,
+                file_id=item.file_id,
             )
-        await results.save_history(
+        await repository.save_history(
             job_id=job.id,
             user_id=job.user_id,
             outputs=history.outputs,

@@ -26,8 +26,7 @@ from comfy_cloud.secrets import Sealer
 from comfy_cloud.storage import Storage
 from database.engine import Database
 from database.job_states import ACTIVE_STATUSES, JobStatus
-from database.models import Job
-from database.repositories.jobs import JobRepository
+from database.repositories.job_runs import JobRun, load_job
 from services.inference.catalogue import Catalogue
 from services.inference.comfyui.client import (
     ComfyUIClient,
@@ -43,7 +42,6 @@ from services.inference.outputs import OutputStore, RetryPolicy
 from services.inference.relay import EventRelay, Redactor
 from services.inference.reporting import (
     TIMEOUT_ERROR,
-    JobSnapshot,
     LateReport,
     Nudger,
     Reporter,
@@ -77,7 +75,7 @@ class RunnerDeps:
 
 class JobRunner:
     def __init__(
-        self, deps: RunnerDeps, job_id: uuid.UUID, attempt: int, *, loaded: JobSnapshot | None = None
+        self, deps: RunnerDeps, job_id: uuid.UUID, attempt: int, *, loaded: JobRun | None = None
     ) -> None:
         self.deps = deps
         self.job_id = job_id
@@ -147,7 +145,7 @@ class JobRunner:
         await self._prepare_and_run(job, secrets, relay, reporter)
 
     async def _prepare_and_run(
-        self, job: JobSnapshot, secrets: dict[str, str], relay: EventRelay, reporter: Reporter
+        self, job: JobRun, secrets: dict[str, str], relay: EventRelay, reporter: Reporter
     ) -> None:
         inputs = await self._materialize(job, reporter)
         if inputs is None or not await self._still_wanted(reporter):
@@ -162,7 +160,7 @@ class JobRunner:
             await self.control.cancel_in_comfyui()  # free the GPU for the job's next run
         await reporter.report(outcome, reason=self.control.reason, outputs=outputs)
 
-    async def _materialize(self, job: JobSnapshot, reporter: Reporter) -> Materialized | None:
+    async def _materialize(self, job: JobRun, reporter: Reporter) -> Materialized | None:
         """The prompt with its inputs in ComfyUI; None when the job ended instead."""
         deps = self.deps
         try:
@@ -202,7 +200,7 @@ class JobRunner:
             return False
         return True
 
-    def _output_store(self, job: JobSnapshot, inputs: Materialized) -> OutputStore:
+    def _output_store(self, job: JobRun, inputs: Materialized) -> OutputStore:
         s = self.deps.settings
         return OutputStore(
             comfy=self.deps.comfy,
@@ -216,7 +214,7 @@ class JobRunner:
 
     async def _submit_and_follow(
         self,
-        job: JobSnapshot,
+        job: JobRun,
         prompt: dict[str, Any],
         extra_data: dict[str, Any],
         relay: EventRelay,
@@ -333,21 +331,21 @@ class JobRunner:
 
     # -- loading -----------------------------------------------------------------------------------
 
-    async def _load(self) -> JobSnapshot:
+    async def _load(self) -> JobRun:
         if self._loaded is not None:
             loaded, self._loaded = self._loaded, None
             return loaded
-        async with self.deps.db.session() as session:
-            job = await JobRepository(session).get_unscoped(self.job_id)
+        async with self.deps.db.raw() as conn:
+            job = await load_job(conn, self.job_id)
         if (
             job is None
             or job.instance_id != self.deps.settings.instance_id
             or job.status not in ACTIVE_STATUSES
         ):
             raise LateReport("the job is not assigned to this instance")
-        return snapshot(job)
+        return job
 
-    def _unseal(self, job: JobSnapshot) -> dict[str, str]:
+    def _unseal(self, job: JobRun) -> dict[str, str]:
         if not job.sealed_secrets:
             return {}
         if self.deps.sealer is None:
@@ -360,7 +358,7 @@ class JobRunner:
             log.error("the job's credentials could not be unsealed (SECRET_KEY differs from ingest's?)")
             return {}
 
-    def _reporter(self, job: JobSnapshot, relay: EventRelay) -> Reporter:
+    def _reporter(self, job: JobRun, relay: EventRelay) -> Reporter:
         return Reporter(
             db=self.deps.db,
             relay=relay,
@@ -369,20 +367,6 @@ class JobRunner:
             dispatcher=self.deps.dispatcher,
             redact=relay.redact,
         )
-
-
-def snapshot(job: Job) -> JobSnapshot:
-    return JobSnapshot(
-        id=job.id,
-        user_id=job.user_id,
-        status=JobStatus(job.status),
-        prompt=job.prompt,
-        extra_data=dict(job.extra_data or {}),
-        sealed_secrets=job.sealed_secrets,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        execution_deadline_at=job.execution_deadline_at,
-    )
 
 
 def _monotonic_deadline(deadline: datetime | None) -> float | None:

@@ -227,7 +227,9 @@ class Tracker:
         except asyncio.QueueEmpty:
             await self._relay.flush()  # caught up: publish what is buffered
             try:
-                return await asyncio.wait_for(self._inbox.get(), self._timeout())
+                # Not wait_for: on Python 3.11 it wraps the wait in a task of its own, per message.
+                async with asyncio.timeout(self._timeout()):
+                    return await self._inbox.get()
             except TimeoutError:
                 return None
         if self._relay.buffered >= _FLUSH_EVERY:

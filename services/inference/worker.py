@@ -13,9 +13,8 @@ import uuid
 
 from comfy_cloud.errors import Conflict, NotFound
 from database.job_states import ACTIVE_STATUSES
-from database.models import Job
-from database.repositories.jobs import JobRepository
-from services.inference.runner import JobRunner, RunnerDeps, snapshot
+from database.repositories.job_runs import JobRun, load_job
+from services.inference.runner import JobRunner, RunnerDeps
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +54,16 @@ class Worker:
         finally:
             self._checking.discard(job_id)
         # The runner starts from the row just read rather than reading it again (one query less).
-        runner = JobRunner(self.deps, job_id, attempt, loaded=snapshot(job))
+        runner = JobRunner(self.deps, job_id, attempt, loaded=job)
         self.runners[job_id] = runner
         task = asyncio.get_running_loop().create_task(runner.run(), name=f"job-{job_id}")
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._forget(job_id))
         log.info("accepted job %s (attempt %d)", job_id, attempt)
 
-    async def _check_assignment(self, job_id: uuid.UUID, attempt: int) -> Job:
-        async with self.deps.db.autocommit() as session:  # one read
-            job = await JobRepository(session).get_unscoped(job_id)
+    async def _check_assignment(self, job_id: uuid.UUID, attempt: int) -> JobRun:
+        async with self.deps.db.raw() as conn:  # one read
+            job = await load_job(conn, job_id)
         if (
             job is None
             or job.instance_id != self.deps.settings.instance_id

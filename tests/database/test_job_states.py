@@ -15,9 +15,10 @@ from database.job_states import (
     TERMINAL_STATUSES,
     InvalidJobTransition,
     JobStatus,
+    guarded_transition,
     transition,
 )
-from tests.database.helpers import make_catalogue, make_jobs, make_user
+from tests.database.helpers import make_catalogue, make_instance, make_jobs, make_user
 
 ALL_PAIRS = [(s, t) for s in JobStatus for t in JobStatus]
 
@@ -60,6 +61,47 @@ async def test_transition_is_applied_exactly_when_the_table_allows_it(
     if allowed and target in TERMINAL_STATUSES:
         assert row.finished_at is not None
         assert row.sealed_secrets is None  # credentials never outlive the job
+
+
+async def test_guarded_transition_follows_the_same_table(db: Database) -> None:
+    """The asyncpg path an inference instance uses: the same edges, and only for the holder."""
+    owner = await make_instance(db, await make_catalogue(db))
+    for source, target in ALL_PAIRS:
+        job_id, _ = await _job_in(db, source)
+        async with db.session() as s:
+            await s.execute(
+                text("UPDATE jobs SET instance_id = :i WHERE id = :id"), {"i": owner, "id": job_id}
+            )
+        async with db.raw() as conn:
+            with pytest.raises(InvalidJobTransition):
+                await guarded_transition(conn, job_id, target, instance_id=uuid.uuid4())
+            if target in ALLOWED_TRANSITIONS[source]:
+                result = await guarded_transition(conn, job_id, target, instance_id=owner, error={"e": 1})
+                assert result.status is target and result.job_id == job_id
+            else:
+                with pytest.raises(InvalidJobTransition) as err:
+                    await guarded_transition(conn, job_id, target, instance_id=owner)
+                assert err.value.current is source
+            row = await conn.fetchrow(
+                "SELECT status, finished_at, error::text FROM jobs WHERE id = $1", job_id
+            )
+        allowed = target in ALLOWED_TRANSITIONS[source]
+        assert row["status"] == (target if allowed else source).value, (source, target)
+        assert (row["error"] == '{"e": 1}') is allowed
+        assert (row["finished_at"] is not None) is (allowed and target in TERMINAL_STATUSES)
+
+
+async def test_guarded_transition_honours_expected(db: Database) -> None:
+    owner = await make_instance(db, await make_catalogue(db))
+    job_id, _ = await _job_in(db, JobStatus.IN_PROGRESS)
+    async with db.session() as s:
+        await s.execute(text("UPDATE jobs SET instance_id = :i WHERE id = :id"), {"i": owner, "id": job_id})
+    async with db.raw() as conn:
+        with pytest.raises(InvalidJobTransition) as err:
+            await guarded_transition(
+                conn, job_id, JobStatus.IN_PROGRESS, instance_id=owner, expected={JobStatus.ASSIGNED}
+            )
+    assert err.value.current is JobStatus.IN_PROGRESS
 
 
 def test_terminal_states_are_final() -> None:

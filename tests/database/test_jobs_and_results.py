@@ -1,4 +1,5 @@
-"""Job creation, scoping, listing, history paging; idempotent outputs; API keys."""
+"""Job creation, scoping, listing, history paging; idempotent outputs; an instance's one-statement
+report; API keys."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from sqlalchemy import text
 
 from database.engine import Database
 from database.job_states import JobStatus, transition
+from database.repositories.job_runs import load_job
 from database.repositories.jobs import DuplicateJob, JobFilter, JobRepository, NewJob
-from database.repositories.results import FileSpec, ResultRepository
+from database.repositories.results import (
+    FileSpec,
+    JobRecord,
+    OutputItem,
+    ResultRepository,
+    put_output_file,
+    report,
+)
 from database.repositories.users import UserRepository
-from tests.database.helpers import PROMPT, make_catalogue, make_jobs, make_user
+from tests.database.helpers import PROMPT, make_catalogue, make_instance, make_jobs, make_user
 
 
 async def _finish(db: Database, job_id: uuid.UUID, status: JobStatus, outputs: dict | None = None) -> None:
@@ -199,6 +208,105 @@ async def test_upload_without_overwrite_keeps_the_first_content(db: Database) ->
         replaced = await repo.put_file(FileSpec(**base, content_hash="2" * 64, storage_key="k2"))
         assert replaced.content_hash == "2" * 64
         assert await repo.file_names(user, "input") == ["a.png"]
+
+
+async def _running_on(db: Database, instance_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """A job of a new user, in progress on `instance_id`; (job, user)."""
+    user = await make_user(db)
+    [job_id] = await make_jobs(db, user, 1, await make_catalogue(db))
+    async with db.session() as s:
+        await s.execute(
+            text("UPDATE jobs SET status = 'in_progress', instance_id = :i WHERE id = :id"),
+            {"i": instance_id, "id": job_id},
+        )
+    return job_id, user
+
+
+def _output_spec(user: uuid.UUID, job_id: uuid.UUID, content_hash: str) -> FileSpec:
+    return FileSpec(
+        user_id=user,
+        type="output",
+        subfolder="",
+        filename=f"x_{job_id.hex[:8]}.png",
+        content_hash=content_hash,
+        size=10,
+        content_type="image/png",
+        storage_key=f"sha256/{content_hash[:2]}/{content_hash}",
+        job_id=job_id,
+    )
+
+
+async def test_output_file_is_named_once_and_repointed(db: Database) -> None:
+    instance = await make_instance(db, await make_catalogue(db))
+    job_id, user = await _running_on(db, instance)
+    async with db.raw() as conn:
+        first = await put_output_file(conn, _output_spec(user, job_id, "ab" * 32))
+        again = await put_output_file(conn, _output_spec(user, job_id, "cd" * 32))
+    assert again == first
+    async with db.session() as s:
+        file = await ResultRepository(s).get_file(user, "output", "", f"x_{job_id.hex[:8]}.png")
+    assert file is not None and file.id == first and file.content_hash == "cd" * 32
+
+
+async def test_report_ends_the_job_with_its_whole_record_in_one_statement(db: Database) -> None:
+    instance = await make_instance(db, await make_catalogue(db))
+    job_id, user = await _running_on(db, instance)
+    item = {"filename": f"x_{job_id.hex[:8]}.png", "subfolder": "", "type": "output"}
+    async with db.raw() as conn:
+        file_id = await put_output_file(conn, _output_spec(user, job_id, "ab" * 32))
+        record = JobRecord(
+            outputs={"9": {"images": [item], "text": ["hi"]}},
+            status={"status_str": "success", "completed": True, "messages": []},
+            meta={"9": {"node_id": "9"}},
+            output_types=["image"],
+            items=[OutputItem("9", "images", 0, item, file_id), OutputItem("9", "text", 0, {"t": 1}, None)],
+        )
+        args = dict(job_id=job_id, user_id=user, target=JobStatus.COMPLETED, error=None, record=record)
+        # Another instance's report is refused, and writes nothing.
+        assert await report(conn, instance_id=uuid.uuid4(), **args) is None
+        assert await conn.fetchval("SELECT count(*) FROM history WHERE job_id = $1", job_id) == 0
+        assert await report(conn, instance_id=instance, **args) is JobStatus.COMPLETED
+        # A repeated report finds the job ended: refused, nothing duplicated.
+        assert await report(conn, instance_id=instance, **args) is None
+        job = await load_job(conn, job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.sealed_secrets is None
+    async with db.session() as s:
+        results = ResultRepository(s)
+        history = await results.history_of(job_id)
+        outputs = await results.outputs_of(job_id)
+        links = await s.scalar(
+            text("SELECT count(*) FROM file_relationships WHERE job_id = :j"), {"j": job_id}
+        )
+        row = (
+            await s.execute(text("SELECT output_types, finished_at FROM jobs WHERE id = :j"), {"j": job_id})
+        ).one()
+    assert history is not None and history.outputs == record.outputs and history.meta == record.meta
+    assert history.status == record.status and history.user_id == user
+    assert [(o.output_key, o.item, o.file_id) for o in outputs] == [
+        ("images", item, file_id),
+        ("text", {"t": 1}, None),
+    ]
+    assert links == 1
+    assert row.output_types == ["image"] and row.finished_at is not None
+
+
+async def test_report_of_a_failure_records_its_error(db: Database) -> None:
+    instance = await make_instance(db, await make_catalogue(db))
+    job_id, user = await _running_on(db, instance)
+    record = JobRecord(outputs={}, status={"status_str": "error"}, meta={}, output_types=[], items=[])
+    async with db.raw() as conn:
+        final = await report(
+            conn,
+            job_id=job_id,
+            user_id=user,
+            instance_id=instance,
+            target=JobStatus.ERROR,
+            error={"type": "execution_error", "message": "boom"},
+            record=record,
+        )
+        error = await conn.fetchval("SELECT error::text FROM jobs WHERE id = $1", job_id)
+    assert final is JobStatus.ERROR
+    assert error == '{"type": "execution_error", "message": "boom"}'
 
 
 async def test_api_keys_authenticate_until_revoked(db: Database) -> None:

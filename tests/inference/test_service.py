@@ -70,6 +70,11 @@ class Service:
             return await session.get(InferenceInstance, self.instance.settings.instance_id)
 
 
+# Short, so that a job outlives its lease within seconds; yet 15 heartbeats long, so that a machine
+# busy with other work (a heartbeat or a hand-off delayed by a second or more) does not expire it.
+LEASE_SECONDS = 3.0
+
+
 @pytest.fixture
 async def service(db: Database, database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
     async with contextlib.AsyncExitStack() as stack:
@@ -83,7 +88,7 @@ async def service(db: Database, database_url: str, tmp_path: Path) -> AsyncItera
             database_url=database_url,
             poll_interval=0.1,
             reap_interval=0.1,
-            lease_seconds=1.5,
+            lease_seconds=LEASE_SECONDS,
             heartbeat_interval=0.2,
             heartbeat_timeout=5.0,
             default_user_limit=10,
@@ -128,14 +133,15 @@ async def test_registers_with_its_full_catalogue(service: Service) -> None:
 
 
 async def test_dispatched_job_runs_and_leases_are_renewed(service: Service) -> None:
-    # A 3 s job with 1.5 s leases: only heartbeats keep it from being re-queued.
-    job_id = await service.submit(sleep_prompt(3))
+    # A job twice as long as a lease: only heartbeats keep it from being re-queued.
+    job_id = await service.submit(sleep_prompt(2 * LEASE_SECONDS))
     job = await service.wait_status(job_id, JobStatus.IN_PROGRESS)
     first_lease = job.lease_expires_at
     await wait_for(
         lambda: _lease_after(service, job_id, first_lease), 5, "the lease to be renewed by a heartbeat"
     )
     job = await service.wait_status(job_id, JobStatus.COMPLETED, within=30)
+    assert job.finished_at > first_lease  # it outlived the lease it started with
     assert job.attempts == 1  # never lost, never re-run
 
 

@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -44,15 +45,17 @@ async def chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 def count_stores(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every real upload (the backend's `_store`), to observe deduplication."""
+    """Record every real upload, to observe deduplication: the backend's `_store`, or for
+    LocalStorage `_place` (the step that writes an object, whether bytes arrived whole or streamed)."""
     calls: list[str] = []
-    original = storage._store
+    name = "_place" if isinstance(storage, LocalStorage) else "_store"
+    original = getattr(storage, name)
 
-    async def counting(source: Path, obj: StoredObject, *, owned: bool) -> None:
+    def counting(source: Any, obj: StoredObject, *args: Any, **kwargs: Any) -> Any:
         calls.append(obj.key)
-        await original(source, obj, owned=owned)
+        return original(source, obj, *args, **kwargs)
 
-    monkeypatch.setattr(storage, "_store", counting)
+    monkeypatch.setattr(storage, name, counting)
     return calls
 
 
