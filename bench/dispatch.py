@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-import httpx  # noqa: E402
 
 from comfy_cloud import embedded_postgres  # noqa: E402
+from comfy_cloud.clients.http import client_timeout  # noqa: E402
 from comfy_cloud.clients.inference import InferenceClient  # noqa: E402
 from database.engine import Database, sync_url  # noqa: E402
 from database.migrate import upgrade  # noqa: E402
 from database.repositories.fleet import catalogue_hash  # noqa: E402
-from database.repositories.queue import QueueRepository  # noqa: E402
+from services.dispatcher import scheduler as scheduler_module  # noqa: E402
 from services.dispatcher.config import DispatcherSettings  # noqa: E402
 from services.dispatcher.events import NullPublisher, StatusEvents  # noqa: E402
 from services.dispatcher.metrics import DispatcherMetrics  # noqa: E402
@@ -178,16 +178,16 @@ DECISIONS: list[float] = []
 
 def time_decisions() -> None:
     """Record the duration of every claim_jobs statement (one scheduling decision)."""
-    claim = QueueRepository.claim_jobs
+    claim = scheduler_module.claim_jobs
 
-    async def timed(self: QueueRepository, **kwargs: Any) -> Any:
+    async def timed(conn: asyncpg.Connection, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await claim(self, **kwargs)
+            return await claim(conn, **kwargs)
         finally:
             DECISIONS.append(time.perf_counter() - started)
 
-    QueueRepository.claim_jobs = timed  # type: ignore[method-assign]
+    scheduler_module.claim_jobs = timed
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -357,18 +357,12 @@ async def measure(args: argparse.Namespace, db_url: str, conn: asyncpg.Connectio
         default_user_limit=args.user_limit,
         handoff_concurrency=100,
     )
+    if args.plan_cache_mode:  # every connection opened from now on (both of the dispatcher's pools)
+        await conn.execute(f"ALTER DATABASE bench SET plan_cache_mode = {args.plan_cache_mode}")
     database = Database(db_url, application_name="bench-dispatcher")
-    if args.plan_cache_mode:
-        from sqlalchemy import event
-
-        @event.listens_for(database.engine.sync_engine, "connect")
-        def _mode(dbapi_connection: Any, record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"SET plan_cache_mode = {args.plan_cache_mode}")
-            cursor.close()
 
     metrics = DispatcherMetrics()
-    timeout = httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=None)
+    timeout = client_timeout(connect=5.0, read=10.0, pool=None)
     async with InferenceClient(timeout=timeout) as inference:
         scheduler = Scheduler(
             database,

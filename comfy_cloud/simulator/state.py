@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from comfy_cloud.simulator import images
 from comfy_cloud.simulator.catalog import Catalog
 from comfy_cloud.simulator.config import SimulatorConfig
 from comfy_cloud.simulator.executor import Executor
@@ -39,6 +40,7 @@ class SimState:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         self.dirs.prepare()
+        images.warm_up()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self.executor.loop())
 

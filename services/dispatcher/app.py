@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
+from comfy_cloud.clients.http import client_timeout
 from comfy_cloud.clients.inference import InferenceClient
 from comfy_cloud.errors import AppError
 from comfy_cloud.health import health_router
@@ -21,6 +21,7 @@ from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.errors import render_app_error
 from services.dispatcher.events import Publisher, StatusEvents
 from services.dispatcher.fleet.endpoints import router as fleet_router
+from services.dispatcher.queue.endpoints import FAST_ROUTES
 from services.dispatcher.queue.endpoints import router as queue_router
 from services.dispatcher.state import DispatcherState
 
@@ -53,6 +54,7 @@ def create_app(
     app.include_router(health_router(lambda: _checks(app)))
     app.include_router(fleet_router)
     app.include_router(queue_router)
+    app.router.routes[:0] = FAST_ROUTES  # matched first: they bypass FastAPI's per-request work
     return app
 
 
@@ -77,7 +79,7 @@ async def _open_broadcaster(stack: AsyncExitStack, settings: DispatcherSettings)
 
 async def _open_inference(stack: AsyncExitStack, settings: DispatcherSettings) -> InferenceClient:
     # No pool timeout: the scheduler bounds the calls in flight (handoff_concurrency) itself.
-    timeout = httpx.Timeout(connect=2.0, read=settings.handoff_timeout, write=5.0, pool=None)
+    timeout = client_timeout(connect=2.0, read=settings.handoff_timeout, pool=None)
     client = InferenceClient(timeout=timeout)
     stack.push_async_callback(client.aclose)
     return client

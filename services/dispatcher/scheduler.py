@@ -3,7 +3,9 @@
 Claim (`claim`): one transaction locks the free instances it will fill (`lock_free_slots`, SKIP LOCKED,
 so concurrent replicas fill disjoint instances and never overfill one), then claims jobs per node
 catalogue in batches (`claim_jobs`: fair, limit-aware, SKIP LOCKED), and commits before any hand-off:
-the instance loads the job from the database, so the assignment must be visible first.
+the instance loads the job from the database, so the assignment must be visible first. It runs on a
+raw asyncpg connection (`Database.raw()`): a pass costs ~0.3 ms of CPU there against ~1.2 ms through a
+SQLAlchemy session, and every job end brings a pass.
 
 Deliver (`deliver`): hand-offs run concurrently, outside any transaction. A hand-off that certainly did
 not reach the instance (refused, unreachable, any answer but 202) puts the job back to pending *without*
@@ -24,14 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy_cloud.clients.errors import NoAnswer, Unreachable, UpstreamRejected
 from comfy_cloud.clients.inference import InferenceClient, InstanceFull
 from database.engine import Database
 from database.job_states import InvalidJobTransition, JobStatus, transition
-from database.repositories.fleet import FleetRepository, FreeSlots
-from database.repositories.queue import ClaimedJob, QueueRepository
+from database.repositories.fleet import FleetRepository, FreeSlots, lock_free_slots
+from database.repositories.queue import ClaimedJob, QueueRepository, claim_jobs
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.events import StatusChange, StatusEvents
 from services.dispatcher.metrics import DispatcherMetrics
@@ -94,25 +97,27 @@ class Scheduler:
     async def claim(self) -> list[Assignment]:
         async with self._claiming:
             with self._metrics.pass_seconds.time():
-                async with self._database.session() as session:
+                async with self._database.raw() as conn, conn.transaction():
                     # Nothing pending: nothing locked, no claim (one statement either way).
-                    free = await FleetRepository(session).lock_free_slots(if_pending=True)
+                    free = await lock_free_slots(conn, if_pending=True)
                     if not free:
                         return []
-                    assignments = await self._claim_slots(QueueRepository(session), free)
+                    assignments = await self._claim_slots(conn, free)
         await self._events.publish(
             StatusChange(a.job.id, a.job.user_id, JobStatus.ASSIGNED) for a in assignments
         )
         return assignments
 
-    async def _claim_slots(self, queue: QueueRepository, free: Sequence[FreeSlots]) -> list[Assignment]:
+    async def _claim_slots(self, conn: asyncpg.Connection, free: Sequence[FreeSlots]) -> list[Assignment]:
         address = {slot.instance_id: slot.address for slot in free}
         claimed: list[ClaimedJob] = []
         for catalogue, slots in spread_slots(free).items():
-            claimed += await self._fill(queue, catalogue, slots)
+            claimed += await self._fill(conn, catalogue, slots)
         return [Assignment(job, address[job.instance_id]) for job in claimed]
 
-    async def _fill(self, queue: QueueRepository, catalogue: str, slots: list[uuid.UUID]) -> list[ClaimedJob]:
+    async def _fill(
+        self, conn: asyncpg.Connection, catalogue: str, slots: list[uuid.UUID]
+    ) -> list[ClaimedJob]:
         """Claim batch after batch until the slots are full or a claim finds nothing. A claim may return
         fewer jobs than slots and more may follow (it stops at each user's share), so only an empty
         claim ends the loop; every other one takes at least one job, so the loop ends."""
@@ -121,7 +126,8 @@ class Scheduler:
         while slots:
             batch = slots[: s.claim_batch]
             with self._metrics.decision.time():
-                got = await queue.claim_jobs(
+                got = await claim_jobs(
+                    conn,
                     catalogue=catalogue,
                     slots=batch,
                     default_user_limit=s.default_user_limit,

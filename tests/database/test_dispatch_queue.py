@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from database.engine import Database
 from database.job_states import JobStatus
-from database.repositories.fleet import FleetRepository
-from database.repositories.queue import QueueRepository
+from database.repositories.fleet import lock_free_slots
+from database.repositories.queue import QueueRepository, claim_jobs
 from database.repositories.queue_stats import QueueStatsRepository
 from tests.database.helpers import make_catalogue, make_instance, make_jobs, make_user
 from tests.database.test_queue import claim
@@ -103,20 +103,26 @@ async def test_instance_locks_keep_concurrent_passes_from_overfilling(db: Databa
     for _ in range(4):
         await make_jobs(db, await make_user(db), 10, catalogue)
     instances = [await make_instance(db, catalogue, capacity=3) for _ in range(4)]
-    async with db.session() as first:
-        free = await FleetRepository(first).lock_free_slots()
+    async with db.raw() as first, first.transaction():
+        free = await lock_free_slots(first)
         assert sorted(f.instance_id for f in free) == sorted(instances) and {f.free for f in free} == {3}
-        async with db.session() as second:  # a concurrent pass finds every free instance taken
-            assert await FleetRepository(second).lock_free_slots() == []
+        async with db.raw() as second, second.transaction():  # a concurrent pass finds every instance taken
+            assert await lock_free_slots(second) == []
         slots = [f.instance_id for f in free for _ in range(f.free)]
-        claimed = await QueueRepository(first).claim_jobs(
-            catalogue=catalogue, slots=slots, default_user_limit=1000, lease_seconds=60, execution_timeout=60
+        claimed = await claim_jobs(
+            first,
+            catalogue=catalogue,
+            slots=slots,
+            default_user_limit=1000,
+            lease_seconds=60,
+            execution_timeout=60,
         )
         assert len(claimed) == 12
-    async with db.session() as later:  # after the commit the count sees the claims: nothing is free
-        assert await FleetRepository(later).lock_free_slots() == []
+    async with db.raw() as later, later.transaction():  # after the commit the count sees the claims
+        assert await lock_free_slots(later) == []
+    async with db.session() as s:
         per_instance = Counter(
-            (await later.execute(text("SELECT instance_id FROM jobs WHERE status = 'assigned'"))).scalars()
+            (await s.execute(text("SELECT instance_id FROM jobs WHERE status = 'assigned'"))).scalars()
         )
     assert per_instance == {i: 3 for i in instances}
 

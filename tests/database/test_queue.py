@@ -10,15 +10,21 @@ from sqlalchemy import text
 
 from database.engine import Database
 from database.job_states import JobStatus, transition
-from database.repositories.queue import QueueRepository
+from database.repositories.queue import QueueRepository, claim_jobs
 from tests.database.helpers import make_catalogue, make_instance, make_jobs, make_user
 
 CLAIM = {"default_user_limit": 1000, "lease_seconds": 60.0, "execution_timeout": 1800.0}
 
 
 async def claim(db: Database, catalogue: str, slots: list[uuid.UUID], **overrides: float) -> list:
+    """A claim as the dispatcher makes it (raw connection, own transaction)."""
+    async with db.raw() as conn, conn.transaction():
+        return await claim_jobs(conn, catalogue=catalogue, slots=slots, **{**CLAIM, **overrides})
+
+
+async def claim_in_session(db: Database, catalogue: str, slots: list[uuid.UUID]) -> list:
     async with db.session() as s:
-        return await QueueRepository(s).claim_jobs(catalogue=catalogue, slots=slots, **{**CLAIM, **overrides})
+        return await QueueRepository(s).claim_jobs(catalogue=catalogue, slots=slots, **CLAIM)
 
 
 async def statuses(db: Database) -> Counter[str]:
@@ -39,6 +45,16 @@ async def test_claim_assigns_each_job_to_one_slot_with_a_lease(db: Database) -> 
         rows = (await s.execute(text("SELECT status, lease_expires_at, attempts FROM jobs"))).all()
     assigned = [r for r in rows if r.status == "assigned"]
     assert len(assigned) == 2 and all(r.lease_expires_at and r.attempts == 1 for r in assigned)
+
+
+async def test_a_claim_through_a_session_assigns_like_the_raw_one(db: Database) -> None:
+    catalogue = await make_catalogue(db)
+    user = await make_user(db)
+    [job_id] = await make_jobs(db, user, 1, catalogue)
+    instance = await make_instance(db, catalogue)
+    [claimed] = await claim_in_session(db, catalogue, [instance])
+    assert (claimed.id, claimed.user_id, claimed.instance_id, claimed.attempts) == (job_id, user, instance, 1)
+    assert claimed.created_at is not None and claimed.assigned_at is not None
 
 
 async def test_eight_concurrent_claimers_never_share_a_job(db: Database) -> None:

@@ -5,22 +5,35 @@ from __future__ import annotations
 import logging
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.routing import Route
 
 from services.dispatcher.queue import service
 from services.dispatcher.queue.schemas import CancelAnswer, DispatchAnswer, QueueStats
-from services.dispatcher.state import State
+from services.dispatcher.state import State, get_state
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["queue"])
 
 
-@router.post("/dispatch", status_code=202, responses={503: {"description": "the pass failed"}})
-async def dispatch(state: State) -> DispatchAnswer:
+@router.post(
+    "/dispatch",
+    status_code=202,
+    response_model=DispatchAnswer,
+    responses={503: {"description": "the pass failed"}},
+)
+async def dispatch(request: Request) -> Response:
     """Run a scheduling pass now (shared with any other nudge that came in meanwhile)."""
-    return DispatchAnswer(assigned=await state.loop.request_pass())
+    assigned = await get_state(request).loop.request_pass()
+    return Response(b'{"assigned":%d}' % assigned, 202, media_type="application/json")
+
+
+# Served by a plain Starlette route in front of the documented one (same handler): ingest and every
+# instance call it once per job, and FastAPI's request handling costs ~230 us of CPU per call
+# against ~80 us this way.
+FAST_ROUTES = [Route("/dispatch", dispatch, methods=["POST"])]
 
 
 @router.post("/jobs/{job_id}/cancel", responses={404: {"description": "no such job"}})
