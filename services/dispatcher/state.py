@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from comfy_cloud.clients.inference import InferenceClient
 from database.engine import Database
+from database.wakeups import listen_for_wakeups
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.events import StatusEvents
 from services.dispatcher.loop import DispatchLoop, every
@@ -53,6 +54,8 @@ class DispatcherState:
         self.tasks = [
             create(self.loop.run(), name="dispatch-loop"),
             create(every(self.settings.reap_interval, self._reap, "reaper"), name="reaper"),
+            # Commits that make work (a job pending, a slot freed) wake the loop through PostgreSQL.
+            create(listen_for_wakeups(self.settings.database_url, self.loop.nudge), name="wake-ups"),
         ]
         self.loop.nudge()  # work may be waiting since before this replica started
 

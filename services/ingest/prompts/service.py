@@ -1,5 +1,6 @@
 """Submitting a prompt: validate against the fleet's node library, seal partner credentials, store the job,
-then tell the sockets and nudge the dispatcher (after the commit, so both see the stored job)."""
+then tell the sockets (after the commit, so they see the stored job; the commit itself wakes the
+dispatcher, see database/wakeups.py)."""
 
 from __future__ import annotations
 
@@ -106,10 +107,10 @@ async def submit(
             state, user, body, required, await state.catalogues.refresh(submission.live)
         )
         new.outputs_to_execute = result.outputs_to_execute
-    # After the commit, so both the sockets and the dispatcher find the stored job.
+    # After the commit, so the sockets find the stored job. The commit itself woke the dispatcher
+    # (database/wakeups.py): no HTTP nudge.
     if notification is None:
         await state.publish_status(user.id, [(job_id, JobStatus.PENDING.value)])
-    await state.dispatcher.nudge()
     # ComfyUI echoes an explicit number as a float (5 -> 5.0) and shows its counter as an integer.
     assert number is not None  # the last attempt is unguarded: stored, or refused as a duplicate
     shown = number if "number" in body else _int_if_whole(number)
