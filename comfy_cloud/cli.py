@@ -163,6 +163,9 @@ def _serve(args: argparse.Namespace) -> None:
         # Decline permessage-deflate: the messages are small JSON and already-compressed previews, and
         # deflating each one cost ingest and every client CPU for no gain on a LAN or loopback.
         ws_per_message_deflate=False,
+        # Only ingest faces clients through proxies (and reads their address); the dispatcher and the
+        # inference instances are internal and never look at X-Forwarded-*: one ASGI layer less each.
+        proxy_headers=args.service == "ingest",
     )
 
 

@@ -80,6 +80,7 @@ class SimulatorServer:
             log_level=self.log_level,
             lifespan="on",
             ws_ping_interval=None,  # ComfyUI sends no pings
+            proxy_headers=False,  # ComfyUI ignores X-Forwarded-*; one ASGI layer less per request
             timeout_graceful_shutdown=1,
             access_log=False,
         )
