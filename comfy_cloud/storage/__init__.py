@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, small_writes_inline: bool = False) -> Storage:
+    """`small_writes_inline`: see LocalStorage (other backends have no such choice)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in {"", "localhost"} or parts.query or parts.fragment:
@@ -35,7 +36,7 @@ def open_storage(url: str) -> Storage:
         path = Path(unquote(parts.path))
         if not path.is_absolute() or not parts.path:
             raise ValueError(f"storage URL must name an absolute directory: {url!r}")
-        return LocalStorage(path)
+        return LocalStorage(path, small_writes_inline=small_writes_inline)
     if parts.scheme == "gs":
         if not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"storage URL must look like gs://bucket/prefix: {url!r}")

@@ -57,9 +57,9 @@ async def materialize(
     comfy: ComfyUIClient,
 ) -> Materialized:
     wanted = file_inputs(prompt, object_info)
-    result = Materialized(copy.deepcopy(prompt))
     if not wanted:
-        return result
+        return Materialized(prompt)  # nothing to rename: the prompt goes as it is (no copy)
+    result = Materialized(copy.deepcopy(prompt))
     files = await _resolve(db, user_id, job_id, prompt, wanted)
     done: dict[str, str] = {}  # sha256 -> the name ComfyUI has it under
     for (node_id, input_name, _value), file in zip(wanted, files, strict=True):

@@ -39,7 +39,10 @@ class Instance:
     ) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, application_name="comfy-cloud-inference")
-        self.storage = storage or open_storage(settings.storage_url)
+        # One job's few outputs at a time: writing a small one on the loop (fsyncs included) costs less
+        # CPU than a worker-thread hop, and what else the instance does (socket, heartbeats) can wait
+        # that long.
+        self.storage = storage or open_storage(settings.storage_url, small_writes_inline=True)
         self._own_broadcaster = broadcaster is None
         # It only publishes (the relayed events): no LISTEN connection of its own.
         self.broadcaster = broadcaster or open_broadcaster(
@@ -70,7 +73,6 @@ class Instance:
                 catalogue=self.catalogue,
                 client_id=self.client_id,
                 sealer=Sealer(settings.secret_key) if settings.secret_key else None,
-                dispatcher=self.dispatcher,
             )
         )
         self.fleet: FleetAgent | None = None

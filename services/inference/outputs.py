@@ -26,8 +26,9 @@ from services.inference.names import FileRef
 
 log = logging.getLogger(__name__)
 
-# Read the system's MIME tables now rather than inside the first job's output (~4 ms of CPU).
-mimetypes.init()
+# Read the system's MIME tables (~4 ms of CPU) and compile the URL pattern guess_type parses names
+# with now, rather than inside the first job's output.
+mimetypes.guess_type("warm-up.png")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,26 +118,28 @@ class OutputStore:
 
     async def store(self, outputs: dict[str, Any]) -> None:
         """Store every file of `outputs` not stored yet; failures are kept in `failures`."""
-        refs = {
-            names.file_ref(item) for _, _, _, item in names.output_items(outputs) if names.is_file_item(item)
-        }
-        todo = [ref for ref in refs if ref not in self._stored]
+        todo = sorted((ref for ref in _file_refs(outputs) if ref not in self._stored), key=str)
         if not todo:
+            return
+        if len(todo) == 1:
+            # The usual `executed`: one file, stored in this task (no semaphore, no gathered task).
+            await self._store_or_note_failure(todo[0])
             return
         gate = asyncio.Semaphore(self._policy.concurrency)
 
         async def one(ref: FileRef) -> None:
             async with gate:
-                try:
-                    self._stored[ref] = await self._store_one(ref)
-                    self.failures.pop(ref, None)
-                except (ComfyUIError, StorageError) as exc:
-                    log.warning(
-                        "output %s/%s (%s) not stored: %s", ref.subfolder, ref.filename, ref.type, exc
-                    )
-                    self.failures[ref] = str(exc)
+                await self._store_or_note_failure(ref)
 
-        await asyncio.gather(*(one(ref) for ref in sorted(todo, key=str)))
+        await asyncio.gather(*(one(ref) for ref in todo))
+
+    async def _store_or_note_failure(self, ref: FileRef) -> None:
+        try:
+            self._stored[ref] = await self._store_one(ref)
+            self.failures.pop(ref, None)
+        except (ComfyUIError, StorageError) as exc:
+            log.warning("output %s/%s (%s) not stored: %s", ref.subfolder, ref.filename, ref.type, exc)
+            self.failures[ref] = str(exc)
 
     async def _store_one(self, ref: FileRef) -> StoredFile:
         obj = await self._transfer(ref)

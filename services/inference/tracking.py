@@ -304,16 +304,17 @@ class Tracker:
         """What follows the terminal message, up to `executing {node: null}` (sent once ComfyUI wrote
         history); held with the terminal message so the owner gets them in ComfyUI's order."""
         tail: list[Message] = []
-        deadline = time.monotonic() + self._settings.close_wait
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                item = await asyncio.wait_for(self._inbox.get(), left)
-            except TimeoutError:
-                break
-            if isinstance(item, Message):
-                tail.append(item)
-                if item.type == "executing" and item.data.get("node") is None:
-                    return tail
+        try:
+            # One timeout for the whole wait (not wait_for, a task of its own per message on 3.11).
+            async with asyncio.timeout(self._settings.close_wait):
+                while True:
+                    item = await self._inbox.get()
+                    if isinstance(item, Message):
+                        tail.append(item)
+                        if item.type == "executing" and item.data.get("node") is None:
+                            return tail
+        except TimeoutError:
+            pass
         return [*tail, self._synthetic("executing", {"node": None, "prompt_id": self.prompt_id})]
 
     async def _history_after_end(self) -> dict[str, Any] | None:

@@ -306,6 +306,27 @@ async def test_local_storage_replaces_atomically(tmp_path: Path, monkeypatch: py
     assert renames[-1][0].startswith(str(tmp_path / "objects" / ".tmp"))
 
 
+async def test_local_storage_small_writes_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small objects are written on the caller's thread (same files, fsyncs and renames); larger ones
+    # still go to a worker thread.
+    storage = LocalStorage(tmp_path / "objects", small_writes_inline=True)
+    hops: list[Any] = []
+    real_run = storage._run
+
+    async def counting_run(function: Any, *args: Any) -> Any:
+        hops.append(function)
+        return await real_run(function, *args)
+
+    monkeypatch.setattr(storage, "_run", counting_run)
+    small = await storage.put_bytes(b"small output", content_type="image/png")
+    assert hops == []
+    assert await read_all(storage, small.key) == b"small output"
+    assert (await storage.stat(small.key)) == small
+    large = await storage.put_bytes(b"x" * (256 * 1024), content_type="image/png")
+    assert any(getattr(hop, "__name__", "") == "_put_small_sync" for hop in hops)
+    assert (await storage.stat(large.key)) == large
+
+
 async def test_local_storage_refuses_relative_root() -> None:
     with pytest.raises(ValueError):
         LocalStorage(Path("relative/dir"))

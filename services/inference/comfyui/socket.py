@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -50,7 +50,6 @@ class Message:
     type: str
     data: dict[str, Any]
     blob: bytes | None = None
-    received: float = field(default_factory=time.monotonic)
 
 
 Item = Message | Signal
