@@ -3,7 +3,8 @@
 The final status change carries this instance's id as a guard and commits atomically with the
 history and output rows: either the job ends with its whole record, or (the lease was lost and the
 job re-queued or taken by another instance) nothing is written and the report is refused. Only after
-the commit are the closing events and `cc.job_status` published and the dispatcher nudged.
+the commit are the closing events and `cc.job_status` published (the commit itself wakes the
+dispatcher when jobs wait: database/wakeups.py).
 The usual end is one statement (`results.report`); when its status change is refused, a session
 transaction works out why (a pending cancel, a job the dispatcher ended, or a late report).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,10 +54,6 @@ TIMEOUT_ERROR = {
 
 class LateReport(Exception):
     """The job is no longer this instance's; what it would report is refused."""
-
-
-class Nudger(Protocol):
-    async def nudge(self) -> None: ...
 
 
 def error_payload(
@@ -110,14 +107,12 @@ class Reporter:
         relay: EventRelay,
         job: JobRun,
         instance_id: uuid.UUID,
-        dispatcher: Nudger | None,
         redact: Redactor,
     ) -> None:
         self._db = db
         self._relay = relay
         self._job = job
         self._instance_id = instance_id
-        self._dispatcher = dispatcher
         self._redact = redact
         self.started = False
         self.final: JobStatus | None = None
@@ -343,5 +338,3 @@ class Reporter:
             self._relay.add_message(message)
         self._relay.add_status(final.value)
         await self._relay.flush()
-        if self._dispatcher is not None:
-            await self._dispatcher.nudge()

@@ -43,7 +43,6 @@ from services.inference.relay import EventRelay, Redactor
 from services.inference.reporting import (
     TIMEOUT_ERROR,
     LateReport,
-    Nudger,
     Reporter,
     error_payload,
 )
@@ -70,7 +69,6 @@ class RunnerDeps:
     catalogue: Catalogue
     client_id: str  # ours, as the follower connects with it
     sealer: Sealer | None = None
-    dispatcher: Nudger | None = None
 
 
 class JobRunner:
@@ -364,7 +362,6 @@ class JobRunner:
             relay=relay,
             job=job,
             instance_id=self.deps.settings.instance_id,
-            dispatcher=self.deps.dispatcher,
             redact=relay.redact,
         )
 

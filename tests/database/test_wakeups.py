@@ -66,9 +66,15 @@ async def test_a_new_pending_job_and_a_freed_slot_wake_the_dispatcher(
         await set_status(db, job_id, JobStatus.IN_PROGRESS)
         await wakeups.none()
         await set_status(db, job_id, JobStatus.COMPLETED)
-        await wakeups.next()  # the instance's slot is free
+        await wakeups.none()  # a slot is free, but no job waits for it
         await set_status(db, job_id, JobStatus.PENDING)
         await wakeups.next()  # back in the queue
+        await set_status(db, job_id, JobStatus.ASSIGNED)
+        await wakeups.none()
+        await make_jobs(db, await make_user(db), 1, await make_catalogue(db))  # one waits
+        await wakeups.next()
+        await set_status(db, job_id, JobStatus.ERROR)
+        await wakeups.next()  # a slot is free and a job waits for it
 
 
 async def test_the_listener_comes_back_after_losing_its_connection(db: Database, database_url: str) -> None:

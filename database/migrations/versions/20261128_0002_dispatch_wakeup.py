@@ -4,8 +4,8 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28 16:20:00
 
-A job that becomes pending (submitted, or returned to the queue) or leaves an active status (a slot
-frees) notifies `cc_dispatch` (database.wakeups.DISPATCH_CHANNEL) on commit. The dispatcher listens,
+A job that becomes pending (submitted, or returned to the queue), or that leaves an active status (a
+slot frees) while other jobs wait, notifies `cc_dispatch` (database.wakeups.DISPATCH_CHANNEL) on commit. The dispatcher listens,
 so neither ingest nor inference has to nudge it over HTTP. The WHEN clauses are evaluated without
 calling the function, so other status changes cost nothing; PostgreSQL folds identical notifications
 of one transaction into one.
@@ -22,10 +22,14 @@ depends_on: str | Sequence[str] | None = None
 
 ACTIVE = "('assigned', 'in_progress', 'cancelling')"
 
+# A freed slot only matters while jobs wait: with an empty queue the pass it would start finds nothing
+# (one index probe on ix_jobs_pending_by_user here saves that pass's three statements).
 WAKE_FUNCTION = """
 CREATE FUNCTION jobs_wake_dispatcher() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('cc_dispatch', '');
+    IF NEW.status = 'pending' OR EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') THEN
+        PERFORM pg_notify('cc_dispatch', '');
+    END IF;
     RETURN NULL;
 END
 $$
