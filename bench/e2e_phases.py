@@ -25,29 +25,18 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.e2e import prompt
 from database.engine import sync_url
 from integration.support.stack import Stack, running_stack
 
 PHASES = ("post", "created->assigned", "assigned->started", "started->finished", "finished->ws success",
           "first event", "total")  # fmt: skip
-
-
-def prompt(color: int) -> dict[str, Any]:
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color},
-        },
-        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "p"}},
-    }
 
 
 async def run(stack: Stack, jobs: int, warmup: int) -> None:

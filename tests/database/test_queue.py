@@ -22,11 +22,6 @@ async def claim(db: Database, catalogue: str, slots: list[uuid.UUID], **override
         return await claim_jobs(conn, catalogue=catalogue, slots=slots, **{**CLAIM, **overrides})
 
 
-async def claim_in_session(db: Database, catalogue: str, slots: list[uuid.UUID]) -> list:
-    async with db.session() as s:
-        return await QueueRepository(s).claim_jobs(catalogue=catalogue, slots=slots, **CLAIM)
-
-
 async def statuses(db: Database) -> Counter[str]:
     async with db.session() as s:
         rows = await s.execute(text("SELECT status, count(*) FROM jobs GROUP BY status"))
@@ -47,12 +42,12 @@ async def test_claim_assigns_each_job_to_one_slot_with_a_lease(db: Database) -> 
     assert len(assigned) == 2 and all(r.lease_expires_at and r.attempts == 1 for r in assigned)
 
 
-async def test_a_claim_through_a_session_assigns_like_the_raw_one(db: Database) -> None:
+async def test_a_claim_reports_who_got_what_and_when(db: Database) -> None:
     catalogue = await make_catalogue(db)
     user = await make_user(db)
     [job_id] = await make_jobs(db, user, 1, catalogue)
     instance = await make_instance(db, catalogue)
-    [claimed] = await claim_in_session(db, catalogue, [instance])
+    [claimed] = await claim(db, catalogue, [instance])
     assert (claimed.id, claimed.user_id, claimed.instance_id, claimed.attempts) == (job_id, user, instance, 1)
     assert claimed.created_at is not None and claimed.assigned_at is not None
 

@@ -27,7 +27,7 @@ from database.job_states import TERMINAL_STATUSES, JobStatus
 from database.models import Job
 from database.repositories.fleet import FleetRepository, Registration
 from database.repositories.jobs import JobRepository, NewJob
-from database.repositories.queue import QueueRepository
+from database.repositories.queue import claim_jobs
 from database.repositories.results import FileSpec, ResultRepository
 from database.repositories.users import UserRepository
 from services.inference.config import InferenceSettings
@@ -150,8 +150,9 @@ class Harness:
     async def claim(
         self, job_id: uuid.UUID, lease_seconds: float = 60, execution_timeout: float = 600
     ) -> int:
-        async with self.db.session() as session:
-            claimed = await QueueRepository(session).claim_jobs(
+        async with self.db.raw() as conn, conn.transaction():
+            claimed = await claim_jobs(
+                conn,
                 catalogue=self.catalogue,
                 slots=[self.instance_id],
                 default_user_limit=100,
