@@ -6,8 +6,6 @@ One long-lived aiohttp session (opened on first use) with explicit timeouts; tra
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -18,8 +16,6 @@ import aiohttp
 from comfy_cloud.clients.errors import map_transport_errors, rejected
 from comfy_cloud.clients.http import Answer, LazySession, client_timeout, fetch
 from comfy_cloud.errors import Conflict, NotFound, ServiceUnavailable
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = client_timeout(connect=2.0, read=10.0, pool=5.0)
 
@@ -65,13 +61,8 @@ class DispatcherClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = LazySession(timeout=timeout)
-        self._nudge_task: asyncio.Task[None] | None = None
-        self._nudge_again = False
 
     async def aclose(self) -> None:
-        if self._nudge_task is not None:
-            self._nudge_task.cancel()
-            await asyncio.gather(self._nudge_task, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> DispatcherClient:
@@ -85,27 +76,6 @@ class DispatcherClient:
         answer = await self._request("POST", "/dispatch")
         self._expect(answer, 200, 202)
         return int(answer.json()["assigned"])
-
-    async def nudge(self) -> None:
-        """Fire and forget: ask for a scheduling pass without waiting for it. Nudges made while one is in
-        flight collapse into one more; a lost nudge only delays work until the dispatcher's next poll."""
-        if self._nudge_task is not None and not self._nudge_task.done():
-            self._nudge_again = True
-            return
-        self._nudge_again = False
-        self._nudge_task = asyncio.get_running_loop().create_task(self._send_nudges())
-
-    async def _send_nudges(self) -> None:
-        while True:
-            try:
-                await self.dispatch()
-            except ServiceUnavailable as exc:
-                log.info("dispatcher nudge lost (the poll will catch up): %s", exc)
-            except Exception:
-                log.warning("dispatcher nudge failed", exc_info=True)
-            if not self._nudge_again:
-                return
-            self._nudge_again = False
 
     async def put_catalogue(self, catalogue_hash: str, object_info: dict[str, Any]) -> None:
         answer = await self._request("PUT", f"/catalogues/{catalogue_hash}", json=object_info)

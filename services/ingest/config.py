@@ -23,9 +23,7 @@ def is_loopback_host(host: str) -> bool:
 class IngestSettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8080
-    dispatcher_url: str = Field(
-        default="http://127.0.0.1:8081", description="dispatcher base URL (nudges and cancels)"
-    )
+    dispatcher_url: str = Field(default="http://127.0.0.1:8081", description="dispatcher base URL (cancels)")
     firebase_project_id: str | None = Field(
         default=None, description="accept Firebase ID tokens of this project (unset: API keys only)"
     )

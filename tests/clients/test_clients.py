@@ -200,32 +200,6 @@ async def test_dispatcher_client_maps_the_contracts_answers() -> None:
     assert json.loads(seen.requests[0][2]) == {"healthy": True, "running": [str(job)]}
 
 
-async def test_nudges_are_fire_and_forget_and_coalesce() -> None:
-    release = asyncio.Event()
-
-    async def held(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.json_response({"assigned": 0}, status=202)
-
-    async with serving(held) as (url, seen):
-        async with DispatcherClient(url) as client:
-            for _ in range(10):
-                await client.nudge()  # returns at once, while the first is in flight
-            task = client._nudge_task
-            assert task is not None
-            await asyncio.sleep(0.05)
-            release.set()
-            await asyncio.wait_for(asyncio.shield(task), 5)
-        assert len(seen.requests) == 2  # the first, and one more for the nine that came meanwhile
-
-
-async def test_a_nudge_to_a_dead_dispatcher_is_lost_quietly() -> None:
-    async with DispatcherClient(closed_port_url()) as client:
-        await client.nudge()
-        assert client._nudge_task is not None
-        await asyncio.wait_for(asyncio.shield(client._nudge_task), 5)
-
-
 async def test_comfyui_view_streams_and_maps_errors() -> None:
     body = bytes(range(256)) * 1024
 

@@ -194,7 +194,6 @@ class FakeInstance:
                 await transition(session, job_id, status, instance_id=self.id)
         finally:
             self.running.discard(job_id)
-        await self.client.nudge()
 
     async def finish(self, job_id: uuid.UUID) -> None:
         with contextlib.suppress(InvalidJobTransition):

@@ -2,7 +2,7 @@
 
 The app is `create_app()` itself over real components: PostgreSQL (a fresh database per test), the
 in-process broadcaster, local object storage, and authentication by real API keys. The dispatcher is
-the one stand-in: `FakeDispatcher` answers nudges and cancels the way the dispatcher's HTTP API does
+the one stand-in: `FakeDispatcher` answers cancels the way the dispatcher's HTTP API does
 (the cancel performs the same job_states transition), and records the calls.
 """
 
@@ -63,16 +63,12 @@ def object_info_small(object_info_full: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeDispatcher:
-    """The dispatcher's API as ingest sees it: POST /dispatch (nudge) and POST /jobs/{id}/cancel."""
+    """The dispatcher's API as ingest sees it: POST /jobs/{id}/cancel."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.nudges = 0
         self.cancels: list[uuid.UUID] = []
         self.fail = False
-
-    async def nudge(self) -> None:
-        self.nudges += 1
 
     async def cancel(self, job_id: uuid.UUID) -> bool:
         if self.fail:

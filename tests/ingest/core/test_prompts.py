@@ -73,7 +73,6 @@ async def test_submit_answers_comfyui_shape_and_stores_the_job(env: Env, alice: 
         event = await anext(subscription)
         assert (event.type, event.job_id, event.user_id) == (JOB_STATUS, str(job_id), str(alice.id))
         assert event.data == {"status": "pending"}
-    assert env.dispatcher.nudges == 0  # the insert's commit wakes the dispatcher (database/wakeups.py)
 
 
 async def test_get_prompt_counts_only_the_callers_jobs(env: Env, alice: Caller, bob: Caller) -> None:
