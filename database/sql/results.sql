@@ -46,7 +46,9 @@ RETURNING id
 -- change writes nothing. Every write is idempotent, as record_output and save_history are.
 -- $1 job id, $2 allowed sources, $3 error, $4 instance id (the transition's); $5 user id,
 -- $6 history outputs, $7 history status, $8 history meta (JSON text), $9 output kinds (text[]),
--- $10 output items (JSON text: [{node_id, output_key, index, item, file_id}]).
+-- $10 output items (JSON text: [{node_id, output_key, index, item, file_id}]); $11 channel and
+-- $12 payloads (text[]) of the job's closing events: pg_notify'd only when the change is made, so they
+-- go out with the commit (NULLs: none).
 WITH moved AS (
     /* transition */
 ),
@@ -70,4 +72,6 @@ link AS (
     SELECT DISTINCT $1, i.file_id, 'output' FROM moved, item i WHERE i.file_id IS NOT NULL
     ON CONFLICT DO NOTHING
 )
-SELECT status FROM moved
+-- Referenced, not a bare CTE: a CTE that only reads is evaluated only when the statement uses it.
+SELECT (SELECT status FROM moved),
+       (SELECT count(pg_notify($11, payload)) FROM moved, unnest(CAST($12 AS text[])) AS payload)

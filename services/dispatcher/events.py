@@ -7,6 +7,7 @@ lifespan uses the configured broadcaster, tests pass their own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -46,13 +47,26 @@ class StatusChange:
 
 
 class StatusEvents:
+    """Publishes in call order: a `publish` waits for the `publish_soon` calls made before it."""
+
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
+        self._latest: asyncio.Task[None] | None = None  # the last publish_soon, chained to its elders
+
+    def publish_soon(self, changes: Iterable[StatusChange]) -> None:
+        """Publish without waiting for it (e.g. "assigned" while the hand-off is already under way)."""
+        events = [change.event() for change in changes]
+        if events:
+            self._latest = asyncio.get_running_loop().create_task(self._send_after(self._latest, events))
 
     async def publish(self, changes: Iterable[StatusChange]) -> None:
         events = [change.event() for change in changes]
-        if not events:
-            return
+        if events:
+            await self._send_after(self._latest, events)
+
+    async def _send_after(self, earlier: asyncio.Task[None] | None, events: list[JobEvent]) -> None:
+        if earlier is not None and not earlier.done():
+            await asyncio.wait([earlier])  # its failure is its own (logged there)
         try:
             await self.publisher.publish(events)
         except Exception:

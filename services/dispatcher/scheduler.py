@@ -103,7 +103,9 @@ class Scheduler:
                     if not free:
                         return []
                     assignments = await self._claim_slots(conn, free)
-        await self._events.publish(
+        # Not awaited: hand-offs need not wait for a hint to the owners' sockets. A take-back's "pending"
+        # still goes out after it (StatusEvents keeps the order).
+        self._events.publish_soon(
             StatusChange(a.job.id, a.job.user_id, JobStatus.ASSIGNED) for a in assignments
         )
         return assignments

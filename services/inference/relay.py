@@ -17,6 +17,8 @@ from typing import Any
 
 from comfy_cloud.broadcast import Broadcaster, JobEvent
 from comfy_cloud.broadcast.events import JOB_STATUS, PREVIEW, PROGRESS_TEXT
+from comfy_cloud.broadcast.postgres import PostgresBroadcaster
+from database.repositories.broadcast import Notification
 from services.inference.comfyui import socket
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,10 @@ class EventRelay:
 
     def add(self, type_: str, data: dict[str, Any], blob: bytes | None = None) -> None:
         """Queue one event; `flush()` publishes what is queued, in order."""
-        event = JobEvent(
+        self._buffer.append(self._event(type_, data, blob))
+
+    def _event(self, type_: str, data: dict[str, Any], blob: bytes | None = None) -> JobEvent:
+        return JobEvent(
             user_id=self.user_id,
             job_id=self.job_id,
             type=type_,
@@ -74,18 +79,41 @@ class EventRelay:
             blob=blob,
             seq=self._next_seq(),
         )
-        self._buffer.append(event)
+
+    def _message_event(self, message: socket.Message) -> JobEvent:
+        if message.type == socket.PREVIEW:
+            return self._event(PREVIEW, message.data, message.blob)
+        if message.type == socket.PROGRESS_TEXT:
+            return self._event(PROGRESS_TEXT, message.data, message.blob)
+        return self._event(message.type, message.data)
 
     def add_message(self, message: socket.Message) -> None:
-        if message.type == socket.PREVIEW:
-            self.add(PREVIEW, message.data, message.blob)
-        elif message.type == socket.PROGRESS_TEXT:
-            self.add(PROGRESS_TEXT, message.data, message.blob)
-        else:
-            self.add(message.type, message.data)
+        self._buffer.append(self._message_event(message))
 
     def add_status(self, status: str) -> None:
         self.add(JOB_STATUS, {"status": status})
+
+    def closing_notification(
+        self, messages: Sequence[socket.Message], status: str, database_url: str
+    ) -> Notification | None:
+        """What is buffered, the closing messages and the final `cc.job_status`, as NOTIFYs for the
+        report's own statement to send, delivered with its commit (a round trip fewer at the end of
+        every job). None when that cannot be (another broadcaster or database, a payload too large):
+        `add_*` and `flush()` them after the commit then. Once the statement committed, `sent_inline()`
+        empties the buffer."""
+        if not isinstance(self._broadcaster, PostgresBroadcaster):
+            return None
+        events = [
+            *self._buffer,
+            *map(self._message_event, messages),
+            self._event(JOB_STATUS, {"status": status}),
+        ]
+        payloads = self._broadcaster.inline_payloads(database_url, events)
+        return None if payloads is None else Notification(self._broadcaster.channel, payloads)
+
+    def sent_inline(self, notification: Notification) -> None:
+        self._buffer = []
+        self.published += len(notification.payloads)
 
     @property
     def buffered(self) -> int:

@@ -35,6 +35,7 @@ from database.job_states import (
     transition,
 )
 from database.repositories import results
+from database.repositories.broadcast import Notification
 from database.repositories.job_runs import JobRun, load_job
 from database.repositories.jobs import JobRepository
 from database.repositories.results import JobRecord, ResultRepository
@@ -181,8 +182,7 @@ class Reporter:
             output_types=sorted(output_media_types(visible_outputs)),
             items=outputs.records(raw_outputs),
         )
-        final = await self._commit(target, error, history)
-        await self._announce(final, closing)
+        await self._commit_and_announce(target, error, history, closing)
 
     def _target(self, outcome: Outcome, reason: str | None) -> tuple[JobStatus, dict[str, Any] | None]:
         if outcome.kind is OutcomeKind.SUCCESS:
@@ -231,10 +231,27 @@ class Reporter:
     ) -> None:
         """End a job ComfyUI never ran (missing input, rejected prompt, cancelled early)."""
         history = failed_history([[terminal, self._redact(payload)]])
-        final = await self._commit(target, error, history)
-        await self._announce(final, closing_events(str(self._job.id), terminal, payload))
+        await self._commit_and_announce(
+            target, error, history, closing_events(str(self._job.id), terminal, payload)
+        )
 
     # -- the transaction ---------------------------------------------------------------------------
+
+    async def _commit_and_announce(
+        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord, closing: list[Message]
+    ) -> None:
+        """The usual end: one statement writes the record and sends the closing events with its commit.
+        When the direct end does not apply, the careful one, then the events (of the status it made)."""
+        notification = self._relay.closing_notification(closing, target.value, self._db.url)
+        final = await self._commit_directly(target, error, history, notification)
+        if final is not None and notification is not None:
+            self._relay.sent_inline(notification)
+            self.final = final
+            return
+        if final is None:
+            final = await self._commit_carefully(target, error, history)
+        self.final = final
+        await self._announce(final, closing)  # after what is still buffered
 
     async def _commit(
         self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
@@ -246,10 +263,15 @@ class Reporter:
         return final
 
     async def _commit_directly(
-        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
+        self,
+        target: JobStatus,
+        error: dict[str, Any] | None,
+        history: JobRecord | None,
+        notification: Notification | None = None,
     ) -> JobStatus | None:
-        """The usual end, in one statement; None when the status change was refused (nothing was
-        written) or when the job must first be moved to in_progress."""
+        """The usual end, in one statement (sending `notification` if it moves the job); None when the
+        status change was refused (nothing was written) or when the job must first be moved to
+        in_progress."""
         if target is JobStatus.COMPLETED and not self.started:
             return None
         job, me = self._job, self._instance_id
@@ -268,6 +290,7 @@ class Reporter:
                 target=target,
                 error=error,
                 record=history,
+                notify=notification,
             )
 
     async def _commit_carefully(

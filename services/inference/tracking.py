@@ -186,11 +186,22 @@ class Tracker:
         self._last_check = now
         self._last_contact = now
         self._unknown_since: float | None = None
-        self._started = False
+        self._starting: asyncio.Future[None] | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
+        try:
+            outcome = await self._follow()
+        except BaseException:
+            if self._starting is not None:
+                self._starting.cancel()
+            raise
+        if self._starting is not None:
+            await self._starting  # the report needs to know whether the job moved to in_progress
+        return outcome
+
+    async def _follow(self) -> Outcome:
         while True:
             outcome = await self._control_outcome()
             if outcome is not None:
@@ -269,7 +280,7 @@ class Tracker:
         if message.type == "executing" and message.data.get("node") is None:
             # The closing message without its terminal one: the terminal was lost; ask history.
             return await self._check(closing=message)
-        await self._started_once()
+        self._started_once()
         self.draft.note(message)
         if message.type == "executed":
             await self._relay_executed(message.data)
@@ -277,23 +288,28 @@ class Tracker:
             self._relay.add_message(message)
         return None
 
-    async def _started_once(self) -> None:
-        if not self._started:
-            self._started = True
-            await self._on_started()
+    def _started_once(self) -> None:
+        # Not awaited: the job's next messages need not wait for the status change's round trip.
+        # run() waits for it before it returns.
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._on_started())
 
     async def _relay_executed(self, data: dict[str, Any]) -> None:
         node = str(data.get("node"))
         outputs = {node: data.get("output") or {}}  # node-keyed, as in history
-        await self._relay.flush()  # storing may take a while; earlier events go out first
-        await self._outputs.store(outputs)
+        # Storing may take a while: earlier events go out meanwhile, and before this one.
+        flushing = asyncio.ensure_future(self._relay.flush())
+        try:
+            await self._outputs.store(outputs)
+        finally:
+            await flushing
         self._relay.add("executed", {**data, "output": self._outputs.rewrite(outputs)[node]})
         self._relayed_nodes.add(node)
 
     # -- the end -----------------------------------------------------------------------------------
 
     async def _conclude(self, terminal: Message) -> Outcome:
-        await self._started_once()
+        self._started_once()
         self.draft.note(terminal)
         tail = await self._closing_messages()
         entry = await self._history_after_end() or self.draft.entry(terminal.type)
@@ -349,7 +365,7 @@ class Tracker:
             return None
         self._unknown_since = None
         if state.status is Remote.RUNNING:
-            await self._started_once()
+            self._started_once()
             await self._revive_silent_socket(now)
         return None
 
@@ -366,7 +382,7 @@ class Tracker:
             await follower.reconnect()
 
     async def _from_history(self, entry: dict[str, Any], closing: Message | None) -> Outcome:
-        await self._started_once()
+        self._started_once()
         await self._replay_missed(entry)
         terminal = self._terminal_from(entry)
         closing = closing or self._synthetic("executing", {"node": None, "prompt_id": self.prompt_id})
