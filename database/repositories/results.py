@@ -177,8 +177,10 @@ class ResultRepository:
 # -- the inference instance's per-job writes (asyncpg) ------------------------------------------------
 
 
-async def put_output_file(conn: asyncpg.Connection, spec: FileSpec) -> uuid.UUID:
-    """`ResultRepository.put_file(spec)` in one autocommitted statement; returns the file's id."""
+async def put_output_file(conn: asyncpg.Connection, spec: FileSpec) -> uuid.UUID | None:
+    """The job's file under `spec`'s name, in one autocommitted statement; returns the file's id. The
+    name is repointed when it is already this job's (a retried attempt); None, and nothing written,
+    when it names another file (another job's or an upload), which must never be overwritten."""
     return await conn.fetchval(
         _QUERIES["put_output_file"],
         spec.user_id,

@@ -25,8 +25,9 @@ UPDATE jobs SET output_types = :types
 WHERE id = :job_id AND CAST(:types AS text[]) IS NOT NULL
 
 -- name: put_output_file
--- A job's output file under its name as its owner sees it, repointed if that name exists (as
--- put_file(overwrite=True) does); returns the file's id. One statement, committed on its own.
+-- A job's output file under its name as its owner sees it, repointed if that name is already the same
+-- job's (a retried attempt); returns the file's id, or no row when the name is another file's (another
+-- job's, or the user's own upload), which is left as it was. One statement, committed on its own.
 -- This and `report` run on plain asyncpg connections (`Database.raw()`), the inference instance's
 -- per-job path: positional parameters, JSON passed as text (no connection codec is assumed).
 -- $1 user id, $2 type, $3 subfolder, $4 filename, $5 content hash, $6 size, $7 content type,
@@ -35,7 +36,8 @@ INSERT INTO files (id, user_id, type, subfolder, filename, content_hash, size, c
 VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (user_id, type, subfolder, filename) DO UPDATE
 SET content_hash = excluded.content_hash, size = excluded.size, content_type = excluded.content_type,
-    storage_key = excluded.storage_key, job_id = excluded.job_id, created_at = now()
+    storage_key = excluded.storage_key, created_at = now()
+WHERE files.job_id = excluded.job_id
 RETURNING id
 
 -- name: report

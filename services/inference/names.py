@@ -2,7 +2,9 @@
 
 - Outputs: ComfyUI numbers files from its own counter, so names collide across workers, restarts and
   users. Each output is renamed `<ComfyUI stem>_<first 8 hex of job id><ext>` in the same subfolder
-  and type before anyone sees it; that name is what `/api/view` serves.
+  and type before anyone sees it; that name is what `/api/view` serves. Should that name already be
+  another file of the user's (two jobs with the same 8 hex and the same ComfyUI name), the job's whole
+  id is used instead (`unique`): a name is never taken from another file.
 - Inputs: a user's file goes to ComfyUI as `cc-inputs/<sha256[:32]><ext>`: content-addressed, so two
   users' `photo.png` never clash and the same bytes are uploaded under one name.
 - A file item is any dict with a `filename` inside a list of a node's outputs (what ComfyUI's clients
@@ -47,10 +49,10 @@ def input_name(sha256: str, filename: str) -> str:
     return sha256[:32] + _extension(filename)
 
 
-def output_name(filename: str, job_id: uuid.UUID) -> str:
+def output_name(filename: str, job_id: uuid.UUID, *, unique: bool = False) -> str:
     extension = _last_suffix(filename)
     stem = filename[: len(filename) - len(extension)] if extension else filename
-    return f"{stem}_{job_id.hex[:8]}{extension}"
+    return f"{stem}_{job_id.hex if unique else job_id.hex[:8]}{extension}"
 
 
 def _last_suffix(filename: str) -> str:

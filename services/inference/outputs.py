@@ -144,6 +144,16 @@ class OutputStore:
     async def _store_one(self, ref: FileRef) -> StoredFile:
         obj = await self._transfer(ref)
         visible = self.visible(ref)
+        file_id = await self._name(visible, obj)
+        if file_id is None:  # the short name is another file's: this job's whole id makes it unique
+            unique = names.output_name(ref.filename, self._job_id, unique=True)
+            visible = FileRef(visible.type, visible.subfolder, unique)
+            file_id = await self._name(visible, obj)
+            if file_id is None:
+                raise StorageError(f"the output name {unique} is taken by another file")
+        return StoredFile(visible, file_id)
+
+    async def _name(self, visible: FileRef, obj: StoredObject) -> uuid.UUID | None:
         spec = FileSpec(
             user_id=self._user_id,
             type=visible.type,
@@ -156,8 +166,7 @@ class OutputStore:
             job_id=self._job_id,
         )
         async with self._db.raw() as conn:
-            file_id = await put_output_file(conn, spec)
-        return StoredFile(visible, file_id)
+            return await put_output_file(conn, spec)
 
     async def _transfer(self, ref: FileRef) -> StoredObject:
         delay = self._policy.backoff

@@ -4,6 +4,7 @@ report; API keys."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -246,6 +247,21 @@ async def test_output_file_is_named_once_and_repointed(db: Database) -> None:
     async with db.session() as s:
         file = await ResultRepository(s).get_file(user, "output", "", f"x_{job_id.hex[:8]}.png")
     assert file is not None and file.id == first and file.content_hash == "cd" * 32
+
+
+async def test_output_name_of_another_job_is_never_taken(db: Database) -> None:
+    """Two jobs of one user whose ids share 8 hex digits give the same ComfyUI name the same short
+    name: the second must not repoint the first one's file."""
+    instance = await make_instance(db, await make_catalogue(db))
+    job_id, user = await _running_on(db, instance)
+    [other] = await make_jobs(db, user, 1, await make_catalogue(db))
+    async with db.raw() as conn:
+        first = await put_output_file(conn, _output_spec(user, job_id, "ab" * 32))
+        clash = dataclasses.replace(_output_spec(user, other, "cd" * 32), filename=f"x_{job_id.hex[:8]}.png")
+        assert await put_output_file(conn, clash) is None
+    async with db.session() as s:
+        file = await ResultRepository(s).get_file(user, "output", "", f"x_{job_id.hex[:8]}.png")
+    assert file is not None and file.id == first and file.content_hash == "ab" * 32 and file.job_id == job_id
 
 
 async def test_report_ends_the_job_with_its_whole_record_in_one_statement(db: Database) -> None:

@@ -128,10 +128,15 @@ class Harness:
             return await client.post(path, json=body or {})
 
     async def create_job(
-        self, prompt: dict[str, Any], *, secrets: dict[str, str] | None = None, **fields: Any
+        self,
+        prompt: dict[str, Any],
+        *,
+        secrets: dict[str, str] | None = None,
+        job_id: uuid.UUID | None = None,
+        **fields: Any,
     ) -> uuid.UUID:
         """A pending job of the harness user, claimed for this instance (status assigned)."""
-        job_id = uuid.uuid4()
+        job_id = job_id or uuid.uuid4()
         sealed = Sealer(SECRET_KEY).seal(job_id, secrets or {})
         extra_data = {"extra_pnginfo": {"workflow": {"id": "wf-1"}}}
         await insert_job(

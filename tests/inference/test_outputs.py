@@ -113,3 +113,43 @@ async def test_a_file_comfyui_lost_is_not_retried(harness: Harness) -> None:
     )
     await store.store({"1": {"images": [{"filename": "gone.png", "subfolder": "", "type": "temp"}]}})
     assert list(store.failures) and "no temp file" in next(iter(store.failures.values()))
+
+
+async def test_an_output_name_taken_by_another_job_is_made_unique(
+    make_harness: MakeHarness, comfyui_dir: Path
+) -> None:
+    """Two jobs whose ids share their first 8 hex digits, and the same name from ComfyUI (its counter
+    restarts on every worker): the second job's output gets the whole job id, the first keeps its file."""
+    harness = await make_harness(comfyui_dir=comfyui_dir)
+    picture = comfyui_dir / "data" / "output" / "same_00001_.png"
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    first_id = await harness.create_job(basic_prompt())
+    second_id = await harness.create_job(
+        basic_prompt(), job_id=uuid.UUID(first_id.hex[:8] + uuid.uuid4().hex[8:])
+    )
+    outputs = {"9": {"images": [{"filename": "same_00001_.png", "subfolder": "", "type": "output"}]}}
+    records = []
+    for job_id, content in ((first_id, b"first"), (second_id, b"second")):
+        picture.write_bytes(content)
+        store = OutputStore(
+            comfy=harness.instance.comfy,
+            storage=harness.storage,
+            db=harness.db,
+            job_id=job_id,
+            user_id=harness.user_id,
+            policy=RetryPolicy(),
+        )
+        await store.store(outputs)
+        assert not store.failures
+        [record] = store.records(outputs)
+        assert store.rewrite(outputs)["9"]["images"][0]["filename"] == record.item["filename"]
+        records.append(record)
+    assert records[0].item["filename"] == f"same_00001__{first_id.hex[:8]}.png"
+    assert records[1].item["filename"] == f"same_00001__{second_id.hex}.png"
+    async with harness.db.session() as session:
+        files = ResultRepository(session)
+        first = await files.get_file(harness.user_id, "output", "", records[0].item["filename"])
+        second = await files.get_file(harness.user_id, "output", "", records[1].item["filename"])
+    assert first is not None and first.id == records[0].file_id and first.job_id == first_id
+    assert second is not None and second.id == records[1].file_id and second.job_id == second_id
+    assert first.size == len(b"first") and second.size == len(b"second")
