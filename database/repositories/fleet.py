@@ -10,22 +10,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Text, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.job_states import ACTIVE_STATUSES
 from database.models import InferenceInstance, Job, NodeCatalogue
-from database.repositories.queue import RawQuery
 from database.sql import load_queries
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 _SOURCES = load_queries("fleet.sql")
 # text() once per query, not per call (it parses the SQL for bind parameters each time).
 QUERIES = {name: text(sql) for name, sql in _SOURCES.items()}
-RAW_LOCK_FREE = RawQuery.of(_SOURCES["lock_free_instances"])
-RAW_FREE_SLOTS_OF = RawQuery.of(_SOURCES["free_slots_of"])
 # Built once: ingest asks this on every prompt.
 _CATALOGUES_RUNNING = select(NodeCatalogue.hash).where(
     NodeCatalogue.node_classes.contains(bindparam("required", type_=ARRAY(Text))),
@@ -36,26 +32,6 @@ _CATALOGUES_RUNNING = select(NodeCatalogue.hash).where(
 def catalogue_hash(object_info: dict[str, Any]) -> str:
     canonical = json.dumps(object_info, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class FreeSlots:
-    instance_id: uuid.UUID
-    address: str
-    catalogue_hash: str
-    free: int
-
-
-async def lock_free_slots(conn: asyncpg.Connection, *, if_pending: bool = False) -> list[FreeSlots]:
-    """Free slots of the instances the connection's transaction now holds (row locks, until it ends);
-    instances another transaction holds are skipped. Claims for these slots made in the same transaction
-    cannot overfill them, whatever other dispatchers do. `if_pending`: none unless a job is pending
-    (the check costs no round trip of its own). A raw connection: this runs on every scheduling pass."""
-    ids = [r[0] for r in await conn.fetch(RAW_LOCK_FREE.sql, *RAW_LOCK_FREE.args({"if_pending": if_pending}))]
-    if not ids:
-        return []
-    rows = await conn.fetch(RAW_FREE_SLOTS_OF.sql, *RAW_FREE_SLOTS_OF.args({"ids": ids}))
-    return [FreeSlots(r["id"], r["address"], r["catalogue_hash"], r["free"]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +167,3 @@ class FleetRepository:
         stmt = select(InferenceInstance, active).order_by(InferenceInstance.registered_at)
         rows = await self.session.execute(stmt)
         return [(r[0], r[1]) for r in rows]
-
-    async def free_slots(self) -> list[FreeSlots]:
-        """Live, healthy instances with spare capacity."""
-        rows = await self.session.execute(
-            text(
-                "SELECT i.id, i.address, i.catalogue_hash, i.capacity - coalesce(a.n, 0) AS free "
-                "FROM inference_instances i "
-                "LEFT JOIN (SELECT instance_id, count(*) AS n FROM jobs WHERE status = ANY(:active) "
-                "           GROUP BY instance_id) a ON a.instance_id = i.id "
-                "WHERE i.status = 'live' AND i.healthy AND i.catalogue_hash IS NOT NULL "
-                "AND i.capacity > coalesce(a.n, 0)"
-            ),
-            {"active": _ACTIVE},
-        )
-        return [FreeSlots(r.id, r.address, r.catalogue_hash, r.free) for r in rows]

@@ -69,15 +69,9 @@ class DispatcherMetrics:
             buckets=_RUN_BUCKETS,
             registry=r,
         )
-        self.decision = Histogram(
-            "cc_dispatcher_scheduling_decision_seconds",
-            "One claim: choosing and assigning jobs for a batch of free slots (database time)",
-            buckets=_DECISION_BUCKETS,
-            registry=r,
-        )
         self.pass_seconds = Histogram(
             "cc_dispatcher_pass_seconds",
-            "Database side of one scheduling pass (lock free instances, claim, commit)",
+            "Database side of one scheduling pass (one statement: lock free instances, claim, commit)",
             buckets=_DECISION_BUCKETS,
             registry=r,
         )

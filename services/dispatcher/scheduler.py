@@ -1,11 +1,11 @@
 """One scheduling pass: claim pending jobs for the free slots of the fleet, then hand them over HTTP.
 
-Claim (`claim`): one transaction locks the free instances it will fill (`lock_free_slots`, SKIP LOCKED,
-so concurrent replicas fill disjoint instances and never overfill one), then claims jobs per node
-catalogue in batches (`claim_jobs`: fair, limit-aware, SKIP LOCKED), and commits before any hand-off:
-the instance loads the job from the database, so the assignment must be visible first. It runs on a
-raw asyncpg connection (`Database.raw()`): a pass costs ~0.3 ms of CPU there against ~1.2 ms through a
-SQLAlchemy session, and every job end brings a pass.
+Claim (`claim`): one statement (`dispatch_pass`, cc_dispatch_pass() in the database) locks the free
+instances it will fill (SKIP LOCKED, so concurrent replicas fill disjoint instances and never overfill
+one), claims jobs per node catalogue in batches (fair, limit-aware, SKIP LOCKED) and commits before any
+hand-off: the instance loads the job from the database, so the assignment must be visible first. One
+round trip on a raw asyncpg connection (`Database.raw()`): every job end brings a pass, and every
+job's start waits for one.
 
 Deliver (`deliver`): hand-offs run concurrently, outside any transaction. A hand-off that certainly did
 not reach the instance (refused, unreachable, any answer but 202) puts the job back to pending *without*
@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy_cloud.clients.errors import NoAnswer, Unreachable, UpstreamRejected
 from comfy_cloud.clients.inference import InferenceClient, InstanceFull
 from database.engine import Database
 from database.job_states import InvalidJobTransition, JobStatus, transition
-from database.repositories.fleet import FleetRepository, FreeSlots, lock_free_slots
-from database.repositories.queue import ClaimedJob, QueueRepository, claim_jobs
+from database.repositories.fleet import FleetRepository
+from database.repositories.queue import Assignment, ClaimedJob, QueueRepository, dispatch_pass
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.events import StatusChange, StatusEvents
 from services.dispatcher.metrics import DispatcherMetrics
@@ -49,25 +45,6 @@ class HandOff(StrEnum):
     UNREACHABLE = "unreachable"
     REJECTED = "rejected"
     NO_ANSWER = "no_answer"
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    job: ClaimedJob
-    address: str
-
-
-def spread_slots(free: Sequence[FreeSlots]) -> dict[str, list[uuid.UUID]]:
-    """Per catalogue, one instance id per free slot, instances interleaved (each instance's first slot,
-    then each one's second...) so that a batch spreads its jobs over the fleet."""
-    by_catalogue: dict[str, list[FreeSlots]] = defaultdict(list)
-    for slot in free:
-        by_catalogue[slot.catalogue_hash].append(slot)
-    spread: dict[str, list[uuid.UUID]] = {}
-    for catalogue, instances in by_catalogue.items():
-        depth = max(s.free for s in instances)
-        spread[catalogue] = [s.instance_id for k in range(depth) for s in instances if s.free > k]
-    return spread
 
 
 class Scheduler:
@@ -95,52 +72,23 @@ class Scheduler:
         return await self.deliver(await self.claim())
 
     async def claim(self) -> list[Assignment]:
+        s = self._settings
         async with self._claiming:
             with self._metrics.pass_seconds.time():
-                async with self._database.raw() as conn, conn.transaction():
-                    # Nothing pending: nothing locked, no claim (one statement either way).
-                    free = await lock_free_slots(conn, if_pending=True)
-                    if not free:
-                        return []
-                    assignments = await self._claim_slots(conn, free)
+                async with self._database.raw() as conn:
+                    assignments = await dispatch_pass(
+                        conn,
+                        default_user_limit=s.default_user_limit,
+                        lease_seconds=s.lease_seconds,
+                        execution_timeout=s.execution_timeout,
+                        batch=s.claim_batch,
+                    )
         # Not awaited: hand-offs need not wait for a hint to the owners' sockets. A take-back's "pending"
         # still goes out after it (StatusEvents keeps the order).
         self._events.publish_soon(
             StatusChange(a.job.id, a.job.user_id, JobStatus.ASSIGNED) for a in assignments
         )
         return assignments
-
-    async def _claim_slots(self, conn: asyncpg.Connection, free: Sequence[FreeSlots]) -> list[Assignment]:
-        address = {slot.instance_id: slot.address for slot in free}
-        claimed: list[ClaimedJob] = []
-        for catalogue, slots in spread_slots(free).items():
-            claimed += await self._fill(conn, catalogue, slots)
-        return [Assignment(job, address[job.instance_id]) for job in claimed]
-
-    async def _fill(
-        self, conn: asyncpg.Connection, catalogue: str, slots: list[uuid.UUID]
-    ) -> list[ClaimedJob]:
-        """Claim batch after batch until the slots are full or a claim finds nothing. A claim may return
-        fewer jobs than slots and more may follow (it stops at each user's share), so only an empty
-        claim ends the loop; every other one takes at least one job, so the loop ends."""
-        claimed: list[ClaimedJob] = []
-        s = self._settings
-        while slots:
-            batch = slots[: s.claim_batch]
-            with self._metrics.decision.time():
-                got = await claim_jobs(
-                    conn,
-                    catalogue=catalogue,
-                    slots=batch,
-                    default_user_limit=s.default_user_limit,
-                    lease_seconds=s.lease_seconds,
-                    execution_timeout=s.execution_timeout,
-                )
-            if not got:
-                break
-            claimed += got
-            slots = slots[len(got) :]  # the k-th job took the k-th slot of the batch
-        return claimed
 
     async def deliver(self, assignments: Sequence[Assignment]) -> int:
         if not assignments:

@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from database.engine import Database
 from database.job_states import JobStatus
-from database.repositories.fleet import lock_free_slots
-from database.repositories.queue import QueueRepository, claim_jobs
+from database.repositories.queue import QueueRepository, dispatch_pass
 from database.repositories.queue_stats import QueueStatsRepository
 from tests.database.helpers import make_catalogue, make_instance, make_jobs, make_user
 from tests.database.test_queue import claim
@@ -103,28 +102,49 @@ async def test_instance_locks_keep_concurrent_passes_from_overfilling(db: Databa
     for _ in range(4):
         await make_jobs(db, await make_user(db), 10, catalogue)
     instances = [await make_instance(db, catalogue, capacity=3) for _ in range(4)]
-    async with db.raw() as first, first.transaction():
-        free = await lock_free_slots(first)
-        assert sorted(f.instance_id for f in free) == sorted(instances) and {f.free for f in free} == {3}
-        async with db.raw() as second, second.transaction():  # a concurrent pass finds every instance taken
-            assert await lock_free_slots(second) == []
-        slots = [f.instance_id for f in free for _ in range(f.free)]
-        claimed = await claim_jobs(
-            first,
-            catalogue=catalogue,
-            slots=slots,
-            default_user_limit=1000,
-            lease_seconds=60,
-            execution_timeout=60,
-        )
-        assert len(claimed) == 12
-    async with db.raw() as later, later.transaction():  # after the commit the count sees the claims
-        assert await lock_free_slots(later) == []
+    pass_ = {"default_user_limit": 1000, "lease_seconds": 60, "execution_timeout": 60, "batch": 5}
+    async with db.raw() as first, first.transaction():  # the pass's locks last until this commits
+        claimed = await dispatch_pass(first, **pass_)
+        assert len(claimed) == 12  # in batches of 5, 5 and 2 slots
+        async with db.raw() as second:  # a concurrent pass finds every instance taken
+            assert await dispatch_pass(second, **pass_) == []
+    async with db.raw() as later:  # after the commit the count sees the claims
+        assert await dispatch_pass(later, **pass_) == []
     async with db.session() as s:
         per_instance = Counter(
             (await s.execute(text("SELECT instance_id FROM jobs WHERE status = 'assigned'"))).scalars()
         )
     assert per_instance == {i: 3 for i in instances}
+    assert Counter(a.job.instance_id for a in claimed) == per_instance
+    addresses = {a.job.instance_id: a.address for a in claimed}
+    async with db.session() as s:
+        for instance_id, address in addresses.items():
+            known = await s.scalar(
+                text("SELECT address FROM inference_instances WHERE id = :i"), {"i": instance_id}
+            )
+            assert address == known
+
+
+async def test_a_pass_spreads_a_batch_over_the_fleet(db: Database) -> None:
+    """Each instance's first slot, then each one's second: one batch reaches every instance."""
+    catalogue = await make_catalogue(db)
+    await make_jobs(db, await make_user(db), 4, catalogue)
+    instances = [await make_instance(db, catalogue, capacity=2) for _ in range(4)]
+    async with db.raw() as conn:
+        claimed = await dispatch_pass(
+            conn, default_user_limit=1000, lease_seconds=60, execution_timeout=60, batch=8
+        )
+    assert sorted(a.job.instance_id for a in claimed) == sorted(instances)
+
+
+async def test_a_pass_with_nothing_pending_locks_nothing(db: Database) -> None:
+    instance = await make_instance(db, await make_catalogue(db))
+    pass_ = {"default_user_limit": 10, "lease_seconds": 60, "execution_timeout": 60, "batch": 8}
+    async with db.raw() as conn, conn.transaction():
+        assert await dispatch_pass(conn, **pass_) == []
+        async with db.raw() as other:  # NOWAIT: fails at once if the pass had locked the instance
+            locked = "SELECT id FROM inference_instances WHERE id = $1 FOR NO KEY UPDATE NOWAIT"
+            assert await other.fetchval(locked, instance) == instance
 
 
 async def test_queue_stats_see_waiting_jobs_and_depth(db: Database) -> None:

@@ -28,7 +28,7 @@ async def test_metrics_count_dispatches_waits_and_run_times(env: Env) -> None:
     assert m['cc_dispatcher_queue_depth{status="in_progress"}'] == 0
     assert m["cc_dispatcher_jobs_waiting_for_capability"] == 2
     assert m['cc_dispatcher_instances{state="live"}'] == 1
-    assert m["cc_dispatcher_scheduling_decision_seconds_count"] >= 1
+    assert m["cc_dispatcher_pass_seconds_count"] >= 1
     response = await dispatcher.http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
 
