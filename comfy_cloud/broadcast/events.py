@@ -20,6 +20,9 @@ PREVIEW = "cc.preview"  # blob = image bytes; data = ComfyUI preview metadata (n
 PROGRESS_TEXT = "cc.progress_text"  # blob = UTF-8 text; data = {"node_id": ...}
 JOB_STATUS = "cc.job_status"  # data = {"status": <JobStatus value>}; ingest answers with `status`
 
+# One compact encoder for every event: json.dumps(separators=...) builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(slots=True)
 class JobEvent:
@@ -40,7 +43,7 @@ class JobEvent:
         }
         if self.blob is not None:
             body["b"] = base64.b64encode(self.blob).decode("ascii")
-        return json.dumps(body, separators=(",", ":"))
+        return _encode(body)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobEvent:
