@@ -19,7 +19,7 @@ Failure injection and introspection (not part of ComfyUI; no /api twin):
     POST /_sim/restart       {"down_seconds": 0.5}  behave like a ComfyUI restart: the running prompt,
                              the queue and history are lost, every socket drops, the listener closes
                              (connections refused) for down_seconds, then the same port serves again.
-                             Without SimulatorServer (a bare ASGI app) requests get 503 while down.
+                             Without SimulatorServer (a bare aiohttp app) requests get 503 while down.
     POST /_sim/drop_sockets  cut every WebSocket at the TCP level (no close frame); execution goes on.
     POST /_sim/config        {"node_delay": s, "class_delays": {"ImageBlur": s}, "preview_size": px}
     GET  /_sim/stats         queue, sockets, counters and current delays.

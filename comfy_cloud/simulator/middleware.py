@@ -1,26 +1,30 @@
-"""ComfyUI's request gatekeeping and error rendering, as one plain ASGI middleware (cheap per request).
+"""ComfyUI's request gatekeeping and error rendering, as one aiohttp middleware (cheap per request).
 
 - Origin check (default ComfyUI, no --enable-cors-header): if Host is a loopback host and Origin names a
   different host → 403 with an empty body, for HTTP and the WebSocket upgrade alike. Hostnames are not
   resolved: only IP literals and `localhost` count as loopback.
 - `Sec-Fetch-Site: cross-site` → 403 (0.19.0+, so not in 0.3.64 mode).
 - OPTIONS → 200 with an empty body.
-- Any unhandled error → aiohttp's 500 text (ComfyUI lets many bad inputs end this way).
-- While a simulated restart keeps the server down (in-app fallback only) → 503.
+- Unknown path → 404 with an empty body; known path, other method → aiohttp's 405 text.
+- Any unhandled error → aiohttp's 500 text (ComfyUI lets many bad inputs end this way), logged at debug.
+- While a simulated restart keeps the server down (in-app fallback only) → 503 (403 on a WS upgrade).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse, urlsplit
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from aiohttp import web
 
-from comfy_cloud.simulator.responses import SERVER_ERROR_TEXT, TEXT_TYPE
+from comfy_cloud.simulator.responses import empty, not_found, server_error, text
 from comfy_cloud.simulator.state import SimState
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_loopback(host: str | None) -> bool:
@@ -55,70 +59,40 @@ def origin_allowed(host: str | None, origin: str | None) -> bool:
     return True
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def is_websocket_upgrade(request: web.Request) -> bool:
+    """An upgrade to WebSocket, by the rule the HTTP layer applies (other upgrades are plain HTTP)."""
+    headers = request.headers
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return False
+    connection = ",".join(headers.getall("Connection", ())).lower()
+    return any(token.strip() == "upgrade" for token in connection.split(","))
 
 
-async def _respond(send: Send, status: int, body: bytes = b"", content_type: str | None = None) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    if content_type:
-        headers.append((b"content-type", content_type.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def comfy_middleware(state: SimState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    legacy = state.config.is_legacy
 
-
-async def _refuse_websocket(receive: Receive, send: Send) -> None:
-    await receive()  # websocket.connect
-    await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
-
-
-class ComfyMiddleware:
-    def __init__(self, app: ASGIApp, state: SimState) -> None:
-        self.app = app
-        self.state = state
-
-    def _blocked(self, scope: Scope) -> bool:
-        if not origin_allowed(_header(scope, b"host"), _header(scope, b"origin")):
+    def blocked(request: web.Request) -> bool:
+        headers = request.headers
+        if not origin_allowed(headers.get("Host"), headers.get("Origin")):
             return True
-        return not self.state.config.is_legacy and _header(scope, b"sec-fetch-site") == "cross-site"
+        return not legacy and headers.get("Sec-Fetch-Site") == "cross-site"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        refused = self.state.refusing()
-        if refused or self._blocked(scope):
-            if kind == "websocket":
-                await _refuse_websocket(receive, send)
-            else:
-                await _respond(send, 503 if refused else 403)
-            return
-        if kind == "http" and scope["method"] == "OPTIONS":
-            await _respond(send, 200)
-            return
-        if kind == "websocket":
-            # The server's own send callable: its transport lets /_sim/drop_sockets cut the connection.
-            scope["simulator.server_send"] = send
-            await self.app(scope, receive, send)
-            return
-        await self._guarded(scope, receive, send)
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = state.refusing()
+        if refused or blocked(request):
+            return empty(503 if refused and not is_websocket_upgrade(request) else 403)
+        if request.method == "OPTIONS":
+            return empty(200)
+        routing_error = request.match_info.http_exception
+        if routing_error is not None:  # the router's own 404/405, rendered as before
+            return not_found() if routing_error.status == 404 else text("405: Method Not Allowed", 405)
         try:
-            await self.app(scope, receive, tracking_send)
+            return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (e.g. 413, a bad WebSocket handshake)
         except Exception:
-            log.debug("simulator: unhandled error on %s %s", scope["method"], scope["path"], exc_info=True)
-            if started:
-                raise
-            await _respond(send, 500, SERVER_ERROR_TEXT.encode(), TEXT_TYPE)
+            log.debug("simulator: unhandled error on %s %s", request.method, request.path, exc_info=True)
+            return server_error()
+
+    return middleware

@@ -4,40 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from aiohttp import web
 
-from comfy_cloud.simulator.responses import json_response, read_json
-from comfy_cloud.simulator.state import SimState
+from comfy_cloud.simulator.responses import json_response, read_json, sim_state
 
 
-def _state(request: Request) -> SimState:
-    return request.app.state.sim
-
-
-async def _optional_json(request: Request) -> dict[str, Any]:
-    if not await request.body():
+async def _optional_json(request: web.Request) -> dict[str, Any]:
+    if not await request.read():
         return {}
     body = await read_json(request)
     return body if isinstance(body, dict) else {}
 
 
-async def restart(request: Request) -> Response:
+async def restart(request: web.Request) -> web.Response:
     body = await _optional_json(request)
     down = max(0.0, float(body.get("down_seconds", 0.0)))
-    _state(request).request_restart(down)
+    sim_state(request).request_restart(down)
     return json_response({"restarting": True, "down_seconds": down})
 
 
-async def drop_sockets(request: Request) -> Response:
-    state = _state(request)
+async def drop_sockets(request: web.Request) -> web.Response:
+    state = sim_state(request)
     dropped = await state.hub.drop_all()
     state.counters["sockets_dropped"] += dropped
     return json_response({"dropped": dropped})
 
 
-async def set_config(request: Request) -> Response:
-    state = _state(request)
+async def set_config(request: web.Request) -> web.Response:
+    state = sim_state(request)
     body = await _optional_json(request)
     config = state.config
     if "node_delay" in body:
@@ -55,5 +49,5 @@ async def set_config(request: Request) -> Response:
     )
 
 
-async def stats(request: Request) -> Response:
-    return json_response(_state(request).stats())
+async def stats(request: web.Request) -> web.Response:
+    return json_response(sim_state(request).stats())

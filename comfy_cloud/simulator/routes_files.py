@@ -10,17 +10,17 @@ import io
 import json
 import mimetypes
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import BodyPartReader, web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
-from starlette.responses import Response
 
 from comfy_cloud.simulator.files import split_annotation, upload_target
-from comfy_cloud.simulator.responses import empty, json_response
+from comfy_cloud.simulator.responses import empty, json_response, sim_state, text
 from comfy_cloud.simulator.state import SimState
 
 # Types ComfyUI 0.33 refuses to render inline (HTML, scripts, styles, XML).
@@ -31,8 +31,40 @@ class UploadTypeError(Exception):
     """An upload `type` other than input/temp/output: ComfyUI fails with a 500."""
 
 
-def _state(request: Request) -> SimState:
-    return request.app.state.sim
+@dataclass(frozen=True)
+class Upload:
+    """A form part that came with a filename (possibly empty)."""
+
+    filename: str
+    data: bytes
+
+
+async def _read_form(request: web.Request) -> Mapping[str, Any] | web.Response:
+    """The form fields, or a 400 for a malformed multipart body (never a 500).
+
+    Multipart is read part by part rather than with `request.post()`, which turns a part whose filename is
+    empty into a plain field: that one must stay an upload, for ComfyUI's 500 on an empty filename.
+    """
+    if request.content_type == "application/x-www-form-urlencoded":
+        return await request.post()
+    if request.content_type != "multipart/form-data":
+        return {}  # no form at all: no image, hence a 400
+    try:
+        reader = await request.multipart()
+    except ValueError:  # the only thing it checks is the boundary parameter
+        return text("Missing boundary in multipart.", 400)
+    form: dict[str, Any] = {}
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue  # nested multipart or a nameless part: no field
+            data = await part.read()
+            filename = part.filename
+            value = Upload(filename, data) if filename is not None else data.decode("utf-8", "replace")
+            form.setdefault(part.name, value)  # the first of repeated fields, as aiohttp's MultiDict.get
+    except (ValueError, AssertionError, RuntimeError, EOFError):  # what a malformed body makes aiohttp raise
+        return text("Invalid multipart data.", 400)
+    return form
 
 
 def _upload_dir(state: SimState, kind: Any) -> tuple[Path, str]:
@@ -43,12 +75,14 @@ def _upload_dir(state: SimState, kind: Any) -> tuple[Path, str]:
     return folder, kind
 
 
-async def _store_upload(request: Request, mask: bool) -> Response:
-    state = _state(request)
-    form = await request.form()
+async def _store_upload(request: web.Request, mask: bool) -> web.Response:
+    state = sim_state(request)
+    form = await _read_form(request)
+    if isinstance(form, web.Response):
+        return form
     image = form.get("image")
     base, kind = _upload_dir(state, form.get("type"))
-    if not isinstance(image, UploadFile):
+    if not isinstance(image, Upload):
         return empty(400)
     if not image.filename:
         raise UploadTypeError("upload without a filename")
@@ -56,7 +90,7 @@ async def _store_upload(request: Request, mask: bool) -> Response:
     folder = _upload_folder(base, subfolder, image.filename)
     if folder is None:
         return empty(400)
-    data = await image.read()
+    data = image.data
     overwrite = form.get("overwrite") in ("true", "1")
     name = _write_upload(
         state, folder, image.filename, data, overwrite, str(form.get("original_ref")) if mask else None
@@ -110,11 +144,11 @@ def _apply_mask(state: SimState, original_ref: str, mask_bytes: bytes, target: P
     rgba.save(target, format="PNG", compress_level=4, pnginfo=info)
 
 
-async def upload_image(request: Request) -> Response:
+async def upload_image(request: web.Request) -> web.Response:
     return await _store_upload(request, mask=False)
 
 
-async def upload_mask(request: Request) -> Response:
+async def upload_mask(request: web.Request) -> web.Response:
     return await _store_upload(request, mask=True)
 
 
@@ -141,7 +175,7 @@ def _disposition(path: Path) -> dict[str, str]:
     return {"content-disposition": f'filename="{path.name}"'}
 
 
-def _preview(path: Path, query: Any) -> Response:
+def _preview(path: Path, query: Any) -> web.Response:
     parts = query["preview"].split(";")
     fmt = parts[0]
     channel = query.get("channel", "")
@@ -152,10 +186,10 @@ def _preview(path: Path, query: Any) -> Response:
     with Image.open(path) as img:
         out = img.convert("RGB") if fmt == "jpeg" or channel == "rgb" else img
         out.save(buf, format=fmt, quality=quality)
-    return Response(buf.getvalue(), headers={"content-type": f"image/{fmt}", **_disposition(path)})
+    return web.Response(body=buf.getvalue(), headers={"content-type": f"image/{fmt}", **_disposition(path)})
 
 
-def _channel(path: Path, channel: str) -> Response:
+def _channel(path: Path, channel: str) -> web.Response:
     buf = io.BytesIO()
     with Image.open(path) as img:
         if channel == "rgb":
@@ -165,16 +199,16 @@ def _channel(path: Path, channel: str) -> Response:
             out = Image.new("RGBA", img.size)
             out.putalpha(alpha)
         out.save(buf, format="PNG")
-    return Response(buf.getvalue(), headers={"content-type": "image/png", **_disposition(path)})
+    return web.Response(body=buf.getvalue(), headers={"content-type": "image/png", **_disposition(path)})
 
 
-def _file(state: SimState, path: Path, request: Request) -> Response:
+def _file(state: SimState, path: Path, request: web.Request) -> web.Response:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     headers = _disposition(path)
     if state.config.is_legacy:
         if content_type in DANGEROUS_TYPES:
             content_type = "application/octet-stream"
-        return Response(path.read_bytes(), headers={**headers, "content-type": content_type})
+        return web.Response(body=path.read_bytes(), headers={**headers, "content-type": content_type})
     risky = content_type in DANGEROUS_TYPES or content_type.endswith(("/xml", "+xml"))
     svg_as_image = content_type == "image/svg+xml" and request.headers.get("sec-fetch-dest") == "image"
     if risky and not svg_as_image:
@@ -185,12 +219,12 @@ def _file(state: SimState, path: Path, request: Request) -> Response:
         }
         content_type = "application/octet-stream"
     headers.update({"content-type": content_type, "x-content-type-options": "nosniff"})
-    return Response(path.read_bytes(), headers=headers)
+    return web.Response(body=path.read_bytes(), headers=headers)
 
 
-async def view(request: Request) -> Response:
-    state = _state(request)
-    query = request.query_params
+async def view(request: web.Request) -> web.Response:
+    state = sim_state(request)
+    query = request.query
     found = _view_path(state, query)
     if isinstance(found, int):
         return empty(found)

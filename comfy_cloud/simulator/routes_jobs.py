@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from aiohttp import web
 
 from comfy_cloud.comfyui.jobs import (
     IN_PROGRESS,
@@ -18,12 +17,8 @@ from comfy_cloud.comfyui.jobs import (
     parse_jobs_query,
 )
 from comfy_cloud.comfyui.validation import is_canonical_uuid
-from comfy_cloud.simulator.responses import json_response
+from comfy_cloud.simulator.responses import json_response, sim_state
 from comfy_cloud.simulator.state import SimState
-
-
-def _state(request: Request) -> SimState:
-    return request.app.state.sim
 
 
 def _all_jobs(state: SimState) -> list[dict[str, Any]]:
@@ -37,18 +32,18 @@ def _all_jobs(state: SimState) -> list[dict[str, Any]]:
     return jobs
 
 
-async def list_jobs(request: Request) -> Response:
+async def list_jobs(request: web.Request) -> web.Response:
     try:
-        query = parse_jobs_query(request.query_params, cloud=False)
+        query = parse_jobs_query(request.query, cloud=False)
     except JobsQueryError as exc:
         return json_response(exc.body, exc.status)
-    page, pagination = page_jobs(_all_jobs(_state(request)), query)
+    page, pagination = page_jobs(_all_jobs(sim_state(request)), query)
     return json_response({"jobs": page, "pagination": pagination})
 
 
-async def get_job(request: Request) -> Response:
-    store = _state(request).store
-    job_id = request.path_params["job_id"]
+async def get_job(request: web.Request) -> web.Response:
+    store = sim_state(request).store
+    job_id = request.match_info["job_id"]
     if job_id in store.history:
         return json_response(job_from_history(job_id, store.history[job_id], include_outputs=True))
     if store.running is not None and store.running.prompt_id == job_id:
@@ -66,13 +61,13 @@ def _cancel(state: SimState, job_id: str) -> bool:
     return state.store.delete(job_id)
 
 
-async def cancel_job(request: Request) -> Response:
-    return json_response({"cancelled": _cancel(_state(request), request.path_params["job_id"])})
+async def cancel_job(request: web.Request) -> web.Response:
+    return json_response({"cancelled": _cancel(sim_state(request), request.match_info["job_id"])})
 
 
-async def cancel_jobs(request: Request) -> Response:
+async def cancel_jobs(request: web.Request) -> web.Response:
     try:
-        body = json.loads(await request.body())
+        body = json.loads(await request.read())
     except ValueError:
         return json_response({"error": "Request body must be valid JSON"}, 400)
     job_ids = body.get("job_ids") if isinstance(body, dict) else None
@@ -81,6 +76,6 @@ async def cancel_jobs(request: Request) -> Response:
     invalid = [job_id for job_id in job_ids if not is_canonical_uuid(job_id)]
     if invalid:
         return json_response({"error": "job_ids contains invalid id(s)", "invalid_ids": invalid}, 400)
-    state = _state(request)
+    state = sim_state(request)
     results = [_cancel(state, job_id) for job_id in job_ids]
     return json_response({"cancelled": any(results)})

@@ -5,22 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from aiohttp import web
 
 from comfy_cloud.comfyui.validation import PromptError, check_prompt_request, validate_prompt
 from comfy_cloud.simulator.executor import now_ms
 from comfy_cloud.simulator.graph import coerce_widgets, upstream
-from comfy_cloud.simulator.responses import BadRequestBody, empty, json_response, read_json
+from comfy_cloud.simulator.responses import BadRequestBody, empty, json_response, read_json, sim_state
 from comfy_cloud.simulator.state import SimState
 from comfy_cloud.simulator.store import QueueItem
 
 # Split off before queueing; never shown in /queue, /history or /jobs (E:157).
 SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
-
-
-def _state(request: Request) -> SimState:
-    return request.app.state.sim
 
 
 class Crash(Exception):
@@ -50,7 +45,7 @@ def _check_request(state: SimState, body: Any) -> None:
         raise
 
 
-def _extra_data(state: SimState, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+def _extra_data(state: SimState, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = body.get("extra_data", {})
     if "client_id" in body:
         extra["client_id"] = body["client_id"]
@@ -65,8 +60,8 @@ def _extra_data(state: SimState, request: Request, body: dict[str, Any]) -> dict
     return extra
 
 
-async def post_prompt(request: Request) -> Response:
-    state = _state(request)
+async def post_prompt(request: web.Request) -> web.Response:
+    state = sim_state(request)
     body = await read_json(request)
     number = _number(state, body)
     try:
@@ -90,18 +85,18 @@ async def post_prompt(request: Request) -> Response:
     return json_response({"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors})
 
 
-async def get_prompt(request: Request) -> Response:
-    return json_response(_state(request).queue_info())
+async def get_prompt(request: web.Request) -> web.Response:
+    return json_response(sim_state(request).queue_info())
 
 
-async def get_queue(request: Request) -> Response:
-    store = _state(request).store
+async def get_queue(request: web.Request) -> web.Response:
+    store = sim_state(request).store
     running = [store.running.as_list()] if store.running is not None else []
     return json_response({"queue_running": running, "queue_pending": [i.as_list() for i in store.pending()]})
 
 
-async def post_queue(request: Request) -> Response:
-    store = _state(request).store
+async def post_queue(request: web.Request) -> web.Response:
+    store = sim_state(request).store
     body = await read_json(request)
     if not isinstance(body, dict):
         return empty()
@@ -112,17 +107,17 @@ async def post_queue(request: Request) -> Response:
     return empty()
 
 
-async def post_interrupt(request: Request) -> Response:
+async def post_interrupt(request: web.Request) -> web.Response:
     try:
         body = await read_json(request)
     except BadRequestBody:
         body = {}
     prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
-    _state(request).executor.interrupt(prompt_id or None)
+    sim_state(request).executor.interrupt(prompt_id or None)
     return empty()
 
 
-async def post_free(request: Request) -> Response:
+async def post_free(request: web.Request) -> web.Response:
     body = await read_json(request)
     # unload_models / free_memory have nothing to free here; reading them keeps ComfyUI's 500 on non-objects.
     body.get("unload_models", False)
@@ -130,19 +125,19 @@ async def post_free(request: Request) -> Response:
     return empty()
 
 
-async def get_history(request: Request) -> Response:
-    query = request.query_params
+async def get_history(request: web.Request) -> web.Response:
+    query = request.query
     max_items = int(query["max_items"]) if "max_items" in query else None
     offset = int(query["offset"]) if "offset" in query else -1
-    return json_response(_state(request).store.get_history(max_items, offset))
+    return json_response(sim_state(request).store.get_history(max_items, offset))
 
 
-async def get_history_entry(request: Request) -> Response:
-    return json_response(_state(request).store.history_entry(request.path_params["prompt_id"]))
+async def get_history_entry(request: web.Request) -> web.Response:
+    return json_response(sim_state(request).store.history_entry(request.match_info["prompt_id"]))
 
 
-async def post_history(request: Request) -> Response:
-    store = _state(request).store
+async def post_history(request: web.Request) -> web.Response:
+    store = sim_state(request).store
     body = await read_json(request)
     if not isinstance(body, dict):
         return empty()

@@ -1,4 +1,4 @@
-"""Running the simulator under uvicorn: in the current event loop, in a thread, or as the CLI.
+"""Running the simulator on aiohttp: in the current event loop, in a thread, or as the CLI.
 
 `SimulatorServer` owns the listening socket, so `/_sim/restart` can behave like a real ComfyUI restart:
 the listener closes (new connections are refused), every socket drops, state is lost, and after the
@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
+from aiohttp import web
 
 from comfy_cloud.simulator.app import create_app
 from comfy_cloud.simulator.config import SimulatorConfig
+from comfy_cloud.simulator.responses import SIM
 from comfy_cloud.simulator.state import SimState
 
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host (tests, the CLI)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+BACKLOG = 2048
+# Seconds a stop waits for requests still in flight (uvicorn's graceful timeout was 1 s too).
+SHUTDOWN_TIMEOUT = 1.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -37,7 +34,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -54,14 +51,13 @@ class SimulatorServer:
         argv: list[str] | None = None,
         log_level: str = "warning",
     ) -> None:
-        self.app: Starlette = create_app(config, argv=argv)
-        self.state: SimState = self.app.state.sim
+        self.app: web.Application = create_app(config, argv=argv)
+        self.state: SimState = self.app[SIM]
         self.state.restart_hook = self.restart
         self.host = host
         self.port = port
-        self.log_level = log_level
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.log_level = log_level  # applied by run_simulator (the CLI); in-process hosts own logging
+        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -75,31 +71,23 @@ class SimulatorServer:
     async def start(self) -> None:
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            log_level=self.log_level,
-            lifespan="on",
-            ws_ping_interval=None,  # ComfyUI sends no pings
-            proxy_headers=False,  # ComfyUI ignores X-Forwarded-*; one ASGI layer less per request
-            timeout_graceful_shutdown=1,
-            access_log=False,
+        # No access log (a line per request costs CPU), no signal handling (left to the host).
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
-        server = _EmbeddedServer(config)
-        self._server = server
-        self._task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._task.done():
-                self._task.result()  # startup failed: raise its error
-                raise RuntimeError("simulator server stopped during startup")
-            await asyncio.sleep(0.005)
+        try:
+            await runner.setup()  # on_startup: the executor starts
+            await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
 
     async def stop(self) -> None:
-        server, task = self._server, self._task
-        self._server = self._task = None
-        if server is None or task is None:
-            return
-        server.should_exit = True
-        await task
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()  # closes the listener and every socket, then stops the executor
 
     async def restart(self, down_seconds: float = 0.0) -> None:
         """Like a ComfyUI process restart: crash, stay down `down_seconds`, listen again on the same port."""
@@ -191,6 +179,7 @@ def run_simulator(
 ) -> None:
     """Serve until interrupted (Ctrl-C): the CLI entry point. `on_started` sees the bound server."""
     server = SimulatorServer(config, host, port, **kwargs)
+    logging.basicConfig(level=server.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
 
     async def main() -> None:
         await server.start()

@@ -5,23 +5,28 @@ from __future__ import annotations
 import json
 import uuid
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.websockets import WebSocket
+from aiohttp import WSMsgType, web
 
 from comfy_cloud.simulator.config import feature_flags
-from comfy_cloud.simulator.responses import text
-from comfy_cloud.simulator.state import SimState
+from comfy_cloud.simulator.middleware import is_websocket_upgrade
+from comfy_cloud.simulator.responses import sim_state, text
 
 NO_UPGRADE = 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".'
+MAX_MESSAGE = 16 * 1024 * 1024  # what the simulator accepted before (uvicorn's default ws_max_size)
+ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-async def websocket_endpoint(ws: WebSocket) -> None:
-    state: SimState = ws.app.state.sim
-    sid = ws.query_params.get("clientId") or uuid.uuid4().hex
-    await ws.accept()
+async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
+    if not is_websocket_upgrade(request):
+        return text(NO_UPGRADE, 400)  # plain HTTP on /ws, as aiohttp words it
+    state = sim_state(request)
+    # No server pings (ComfyUI sends none) and, as the simulator always did, no permessage-deflate (it
+    # would cost CPU per message). The hub writes the data frames itself (see hub.py).
+    ws = web.WebSocketResponse(compress=False, heartbeat=None, max_msg_size=MAX_MESSAGE)
+    await ws.prepare(request)  # a bad handshake (version, key) raises aiohttp's 400
+    sid = request.query.get("clientId") or uuid.uuid4().hex
     hub = state.hub  # keep this hub: a simulated restart replaces state.hub while we unwind
-    client = hub.register(sid, ws)
+    client = hub.register(sid, ws, request.transport)
     hub.send_to(client, "status", {"status": state.queue_info(), "sid": sid})
     executor = state.executor
     if executor.client_id == sid and executor.last_node_id is not None:
@@ -31,13 +36,12 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     try:
         while True:
             message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+            if message.type in ENDED:
                 break
-            raw = message.get("text")
-            if raw is None:
+            if message.type is not WSMsgType.TEXT:
                 continue  # binary frames from clients are ignored
             try:
-                data = json.loads(raw)
+                data = json.loads(message.data)
             except ValueError:
                 continue  # logged and ignored by ComfyUI; does not count as the first message
             if first and isinstance(data, dict) and data.get("type") == "feature_flags":
@@ -48,7 +52,4 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             first = False
     finally:
         hub.unregister(client)
-
-
-async def websocket_without_upgrade(request: Request) -> Response:
-    return text(NO_UPGRADE, 400)
+    return ws

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp.test_utils import TestServer
 
 from comfy_cloud.simulator import SimulatorConfig, SimulatorServer, SimulatorThread, create_app
+from comfy_cloud.simulator.responses import SIM
 from tests.simulator.support import Recorder, fixture, is_type, sleep_prompt, submit
 
 
@@ -147,23 +149,21 @@ async def test_cli_prints_a_simulator_banner_and_serves(tmp_path: Path) -> None:
 
 
 async def test_restart_without_a_server_answers_503_while_down(tmp_path: Path) -> None:
-    """A bare ASGI app (no SimulatorServer to close the listener) refuses requests with 503 instead."""
+    """A bare app (no SimulatorServer to close the listener) refuses requests with 503 instead."""
     app = create_app(SimulatorConfig(base_dir=tmp_path))
-    state = app.state.sim
-    await state.start()
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-        ) as http:
-            assert (await http.post("/_sim/restart", json={"down_seconds": 0.3})).status_code == 200
-            await asyncio.sleep(0.05)
-            refused = await http.get("/api/prompt")
-            assert refused.status_code == 503 and refused.content == b""
-            await asyncio.sleep(0.35)
-            assert (await http.get("/api/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
-        assert state.counters["restarts"] == 1
-    finally:
-        await state.stop()
+    state = app[SIM]
+    # TestServer starts and stops the app (so the executor) but sets no restart hook.
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        httpx.AsyncClient(base_url=str(server.make_url(""))) as http,
+    ):
+        assert (await http.post("/_sim/restart", json={"down_seconds": 0.3})).status_code == 200
+        await asyncio.sleep(0.05)
+        refused = await http.get("/api/prompt")
+        assert refused.status_code == 503 and refused.content == b""
+        await asyncio.sleep(0.35)
+        assert (await http.get("/api/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+    assert state.counters["restarts"] == 1
 
 
 def test_simulator_thread_serves_synchronous_callers(tmp_path: Path) -> None:
