@@ -34,6 +34,18 @@ class FlakyStorage(LocalStorage):
         return await super().put_stream(chunks, content_type=content_type)
 
 
+def output_store(harness: Harness, job_id: uuid.UUID, policy: RetryPolicy | None = None) -> OutputStore:
+    """An output store of the harness's instance and user, as a job's runner makes it."""
+    return OutputStore(
+        comfy=harness.instance.comfy,
+        storage=harness.storage,
+        db=harness.db,
+        job_id=job_id,
+        user_id=harness.user_id,
+        policy=policy or RetryPolicy(),
+    )
+
+
 async def test_failed_uploads_are_retried(make_harness: MakeHarness, tmp_path: Path) -> None:
     storage = FlakyStorage(tmp_path / "flaky", failures=2)
     harness = await make_harness(storage=storage)
@@ -71,14 +83,7 @@ async def test_large_output_streams_with_flat_memory(
     with big.open("wb") as file:
         file.truncate(size_mb << 20)
     job_id = await harness.create_job(basic_prompt())
-    store = OutputStore(
-        comfy=harness.instance.comfy,
-        storage=harness.storage,
-        db=harness.db,
-        job_id=job_id,
-        user_id=harness.user_id,
-        policy=RetryPolicy(),
-    )
+    store = output_store(harness, job_id)
     outputs = {
         "9": {
             "video": [{"filename": "big.mp4", "subfolder": "video", "type": "output", "format": "video/mp4"}]
@@ -103,14 +108,7 @@ async def test_large_output_streams_with_flat_memory(
 
 
 async def test_a_file_comfyui_lost_is_not_retried(harness: Harness) -> None:
-    store = OutputStore(
-        comfy=harness.instance.comfy,
-        storage=harness.storage,
-        db=harness.db,
-        job_id=uuid.uuid4(),
-        user_id=harness.user_id,
-        policy=RetryPolicy(attempts=5, backoff=10),
-    )
+    store = output_store(harness, uuid.uuid4(), RetryPolicy(attempts=5, backoff=10))
     await store.store({"1": {"images": [{"filename": "gone.png", "subfolder": "", "type": "temp"}]}})
     assert list(store.failures) and "no temp file" in next(iter(store.failures.values()))
 
@@ -131,14 +129,7 @@ async def test_an_output_name_taken_by_another_job_is_made_unique(
     records = []
     for job_id, content in ((first_id, b"first"), (second_id, b"second")):
         picture.write_bytes(content)
-        store = OutputStore(
-            comfy=harness.instance.comfy,
-            storage=harness.storage,
-            db=harness.db,
-            job_id=job_id,
-            user_id=harness.user_id,
-            policy=RetryPolicy(),
-        )
+        store = output_store(harness, job_id)
         await store.store(outputs)
         assert not store.failures
         [record] = store.records(outputs)
