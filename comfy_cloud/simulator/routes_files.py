@@ -202,13 +202,15 @@ def _channel(path: Path, channel: str) -> web.Response:
     return web.Response(body=buf.getvalue(), headers={"content-type": "image/png", **_disposition(path)})
 
 
-def _file(state: SimState, path: Path, request: web.Request) -> web.Response:
+def _file(state: SimState, path: Path, request: web.Request) -> web.StreamResponse:
+    # A FileResponse, as ComfyUI's: streamed from disk (memory stays flat for a 1 GB output), with
+    # aiohttp's Last-Modified/ETag and Range handling.
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     headers = _disposition(path)
     if state.config.is_legacy:
         if content_type in DANGEROUS_TYPES:
             content_type = "application/octet-stream"
-        return web.Response(body=path.read_bytes(), headers={**headers, "content-type": content_type})
+        return web.FileResponse(path, headers={**headers, "content-type": content_type})
     risky = content_type in DANGEROUS_TYPES or content_type.endswith(("/xml", "+xml"))
     svg_as_image = content_type == "image/svg+xml" and request.headers.get("sec-fetch-dest") == "image"
     if risky and not svg_as_image:
@@ -219,10 +221,10 @@ def _file(state: SimState, path: Path, request: web.Request) -> web.Response:
         }
         content_type = "application/octet-stream"
     headers.update({"content-type": content_type, "x-content-type-options": "nosniff"})
-    return web.Response(body=path.read_bytes(), headers=headers)
+    return web.FileResponse(path, headers=headers)
 
 
-async def view(request: web.Request) -> web.Response:
+async def view(request: web.Request) -> web.StreamResponse:
     state = sim_state(request)
     query = request.query
     found = _view_path(state, query)

@@ -72,10 +72,11 @@ async def test_outputs_that_cannot_be_stored_fail_the_job(make_harness: MakeHarn
     assert "execution_success" not in types
 
 
-@pytest.mark.parametrize("size_mb", [96])
+@pytest.mark.parametrize("size_mb", [1024])
 async def test_large_output_streams_with_flat_memory(
     make_harness: MakeHarness, comfyui_dir: Path, size_mb: int
 ) -> None:
+    # The case: a 1 GiB output (a sparse file: ~7 s here, mostly hashing and writing it).
     # ComfyUI (the simulator) runs in its own process: only this process's memory is traced.
     harness = await make_harness(comfyui_dir=comfyui_dir)
     big = comfyui_dir / "data" / "output" / "video" / "big.mp4"
