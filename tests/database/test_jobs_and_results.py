@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from database.engine import Database
 from database.job_states import JobStatus, transition
+from database.repositories.broadcast import Notification
 from database.repositories.job_runs import load_job
 from database.repositories.jobs import DuplicateJob, JobFilter, JobRepository, NewJob
 from database.repositories.results import (
@@ -262,6 +263,26 @@ async def test_output_name_of_another_job_is_never_taken(db: Database) -> None:
     async with db.session() as s:
         file = await ResultRepository(s).get_file(user, "output", "", f"x_{job_id.hex[:8]}.png")
     assert file is not None and file.id == first and file.content_hash == "ab" * 32 and file.job_id == job_id
+
+
+async def test_report_sends_its_notifications_only_when_it_moves_the_job(db: Database) -> None:
+    instance = await make_instance(db, await make_catalogue(db))
+    job_id, user = await _running_on(db, instance)
+    record = JobRecord(outputs={}, status={"status_str": "success"}, meta={}, output_types=[], items=[])
+    notify = Notification("cc_test_report", ["first", "second", "third"])
+    args = dict(job_id=job_id, user_id=user, target=JobStatus.COMPLETED, error=None, record=record)
+    heard: list[str] = []
+
+    def hear(*args: object) -> None:
+        heard.append(str(args[3]))  # (connection, pid, channel, payload)
+
+    async with db.raw() as listener, db.raw() as conn:
+        await listener.add_listener(notify.channel, hear)
+        assert await report(conn, instance_id=uuid.uuid4(), notify=notify, **args) is None  # refused
+        assert await report(conn, instance_id=instance, notify=notify, **args) is JobStatus.COMPLETED
+        await listener.execute("SELECT 1")  # a round trip: notifications already sent have arrived
+        await listener.remove_listener(notify.channel, hear)
+    assert heard == ["first", "second", "third"]
 
 
 async def test_report_ends_the_job_with_its_whole_record_in_one_statement(db: Database) -> None:
