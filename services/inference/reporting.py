@@ -123,8 +123,8 @@ class Reporter:
     async def mark_started(self) -> JobStatus | None:
         """assigned -> in_progress once ComfyUI runs the job. Returns the job's status (cancelling:
         interrupt it), or None when the job is no longer this instance's."""
-        # One conditional UPDATE (and reads only if it is refused), straight through asyncpg: the
-        # job's first events wait for this.
+        # One conditional UPDATE (and reads only if it is refused), straight through asyncpg. It runs
+        # beside the relay (Tracker._started_once); the report waits for it.
         async with self._db.raw() as conn:
             try:
                 await guarded_transition(
@@ -182,7 +182,7 @@ class Reporter:
             output_types=sorted(output_media_types(visible_outputs)),
             items=outputs.records(raw_outputs),
         )
-        await self._commit_and_announce(target, error, history, closing)
+        await self._end(target, error, history, closing)
 
     def _target(self, outcome: Outcome, reason: str | None) -> tuple[JobStatus, dict[str, Any] | None]:
         if outcome.kind is OutcomeKind.SUCCESS:
@@ -215,50 +215,46 @@ class Reporter:
         """ComfyUI lost the job: back to the queue while attempts remain, else an error."""
         job = self._job
         if job.attempts < job.max_attempts:
-            final = await self._commit(JobStatus.PENDING, None, None)
-            closing: list[Message] = []
+            final = await self._end(JobStatus.PENDING, None, None, [])
         else:
             message = f"The job's worker failed {job.attempts} times; giving up. Last: {detail}"
             payload = error_payload(str(job.id), message=message, exception_type="WorkerLost")
             history = failed_history([["execution_error", payload]])
-            final = await self._commit(JobStatus.ERROR, {"type": "worker_lost", "message": message}, history)
-            closing = closing_events(str(job.id), "execution_error", payload)
+            error = {"type": "worker_lost", "message": message}
+            final = await self._end(
+                JobStatus.ERROR, error, history, closing_events(str(job.id), "execution_error", payload)
+            )
         log.warning("job given back as %s: %s", final.value, detail)
-        await self._announce(final, closing)
 
     async def end_before_run(
         self, target: JobStatus, error: dict[str, Any] | None, terminal: str, payload: dict[str, Any]
     ) -> None:
         """End a job ComfyUI never ran (missing input, rejected prompt, cancelled early)."""
         history = failed_history([[terminal, self._redact(payload)]])
-        await self._commit_and_announce(
-            target, error, history, closing_events(str(self._job.id), terminal, payload)
-        )
+        await self._end(target, error, history, closing_events(str(self._job.id), terminal, payload))
 
     # -- the transaction ---------------------------------------------------------------------------
 
-    async def _commit_and_announce(
-        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord, closing: list[Message]
-    ) -> None:
-        """The usual end: one statement writes the record and sends the closing events with its commit.
-        When the direct end does not apply, the careful one, then the events (of the status it made)."""
-        notification = self._relay.closing_notification(closing, target.value, self._db.url)
+    async def _end(
+        self,
+        target: JobStatus,
+        error: dict[str, Any] | None,
+        history: JobRecord | None,
+        closing: list[Message],
+    ) -> JobStatus:
+        """Commit the job's end, then announce it: the closing messages and its `cc.job_status`. The
+        usual end is one statement that writes the record and sends those events with its commit;
+        otherwise the careful transaction, then the events of the status it made."""
+        notification = None
+        if history is not None:  # only `report` can send them
+            notification = self._relay.closing_notification(closing, target.value, self._db.url)
         final = await self._commit_directly(target, error, history, notification)
         if final is not None and notification is not None:
             self._relay.sent_inline(notification)
-            self.final = final
-            return
-        if final is None:
-            final = await self._commit_carefully(target, error, history)
-        self.final = final
-        await self._announce(final, closing)  # after what is still buffered
-
-    async def _commit(
-        self, target: JobStatus, error: dict[str, Any] | None, history: JobRecord | None
-    ) -> JobStatus:
-        final = await self._commit_directly(target, error, history)
-        if final is None:
-            final = await self._commit_carefully(target, error, history)
+        else:
+            if final is None:
+                final = await self._commit_carefully(target, error, history)
+            await self._announce(final, closing)  # after what is still buffered
         self.final = final
         return final
 
