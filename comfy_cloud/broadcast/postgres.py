@@ -199,17 +199,17 @@ class PostgresBroadcaster(Broadcaster):
         except _CONNECTION_ERRORS as exc:
             raise BroadcastError(f"cannot publish {len(events)} event(s): {exc}") from exc
 
-    def inline_payloads(self, database_url: str, events: Sequence[JobEvent]) -> list[str] | None:
-        """The NOTIFY payloads of `events`, for a caller that sends them on `channel` itself, with
-        pg_notify() in a statement of its own on `database_url` (saving the round trip of a publish;
-        delivered on its commit, like a publish). None when that is not this broadcaster's database
-        or an event is too large to go inline: publish() them then."""
+    def inline_notification(self, database_url: str, events: Sequence[JobEvent]) -> repo.Notification | None:
+        """`events` as NOTIFYs for a caller that sends them on `channel` itself, with pg_notify() in a
+        statement of its own on `database_url` (saving the round trip of a publish; delivered on its
+        commit, like a publish). None when that is not this broadcaster's database or an event is too
+        large to go inline: publish() them then."""
         if self._closing or sync_url(database_url) != self._dsn:
             return None
         payloads = [self._encode(event) for event in events]
         if any(len(payload.encode()) > self._max_inline for payload in payloads):
             return None
-        return payloads
+        return repo.Notification(self._channel, payloads)
 
     @property
     def channel(self) -> str:
@@ -349,3 +349,14 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
         await asyncio.wait_for(conn.close(), timeout=2)
     except (TimeoutError, *_CONNECTION_ERRORS):
         conn.terminate()
+
+
+def inline_notification(
+    broadcaster: Broadcaster, database_url: str, events: Sequence[JobEvent]
+) -> repo.Notification | None:
+    """`events` as NOTIFYs that a statement on `database_url` sends itself, committed with what it
+    writes; None unless `broadcaster` is PostgreSQL on that database (see
+    PostgresBroadcaster.inline_notification)."""
+    if not isinstance(broadcaster, PostgresBroadcaster):
+        return None
+    return broadcaster.inline_notification(database_url, events)

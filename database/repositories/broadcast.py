@@ -28,7 +28,7 @@ _TERMINATE = "SELECT pg_terminate_backend($1)"
 @dataclass(frozen=True, slots=True)
 class Notification:
     """NOTIFY payloads that a statement sends itself with pg_notify(), committed with what it writes
-    (see PostgresBroadcaster.inline_payloads)."""
+    (see PostgresBroadcaster.inline_notification)."""
 
     channel: str
     payloads: list[str]

@@ -17,7 +17,7 @@ from typing import Any
 
 from comfy_cloud.broadcast import Broadcaster, JobEvent
 from comfy_cloud.broadcast.events import JOB_STATUS, PREVIEW, PROGRESS_TEXT
-from comfy_cloud.broadcast.postgres import PostgresBroadcaster
+from comfy_cloud.broadcast.postgres import inline_notification
 from database.repositories.broadcast import Notification
 from services.inference.comfyui import socket
 
@@ -101,15 +101,12 @@ class EventRelay:
         every job). None when that cannot be (another broadcaster or database, a payload too large):
         `add_*` and `flush()` them after the commit then. Once the statement committed, `sent_inline()`
         empties the buffer."""
-        if not isinstance(self._broadcaster, PostgresBroadcaster):
-            return None
         events = [
             *self._buffer,
             *map(self._message_event, messages),
             self._event(JOB_STATUS, {"status": status}),
         ]
-        payloads = self._broadcaster.inline_payloads(database_url, events)
-        return None if payloads is None else Notification(self._broadcaster.channel, payloads)
+        return inline_notification(self._broadcaster, database_url, events)
 
     def sent_inline(self, notification: Notification) -> None:
         self._buffer = []

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from comfy_cloud.broadcast.base import Broadcaster
 from comfy_cloud.broadcast.events import JOB_STATUS, JobEvent
-from comfy_cloud.broadcast.postgres import PostgresBroadcaster
+from comfy_cloud.broadcast.postgres import inline_notification
 from comfy_cloud.secrets import Sealer
 from comfy_cloud.storage import Storage
 from database.engine import Database
@@ -58,10 +58,9 @@ class IngestState:
     ) -> Notification | None:
         """publish_status() as NOTIFYs that a statement of ours sends itself, committed with its write
         (one round trip fewer); None unless the broadcaster is PostgreSQL on our database."""
-        if not isinstance(self.broadcaster, PostgresBroadcaster):
-            return None
-        payloads = self.broadcaster.inline_payloads(self.settings.database_url, _status_events(user_id, jobs))
-        return None if payloads is None else Notification(self.broadcaster.channel, payloads)
+        return inline_notification(
+            self.broadcaster, self.settings.database_url, _status_events(user_id, jobs)
+        )
 
 
 def _status_events(user_id: uuid.UUID, jobs: Iterable[tuple[uuid.UUID, str]]) -> list[JobEvent]:
